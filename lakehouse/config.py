@@ -1,0 +1,260 @@
+"""Typed, validated configuration loaded from ``configs/<domain>/*.yaml``.
+
+Every YAML file is parsed into pydantic models at load time. A validation error
+names the file, the line and what was expected, so a typo never reaches a DAG run.
+Secrets are never in YAML: values of the form ``${ENV_VAR:-default}`` are read
+from the environment when the config is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+IDENT = r"^[a-z_][a-z0-9_]*$"
+Ident = Annotated[str, Field(pattern=IDENT)]
+
+
+class ConfigError(ValueError):
+    """A configuration file is malformed; the message names the file and line."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sources
+class DatabaseEntity(Model):
+    """One table of a relational source, extracted incrementally by watermark."""
+
+    entity: Ident
+    table: Ident
+    updated_at: Ident = "updated_at"
+
+
+class DatabaseSource(Model):
+    kind: Literal["database"]
+    name: Ident
+    url: str = Field(description="SQLAlchemy URL; may reference ${ENV_VARS}")
+    lookback_days: int = Field(2, ge=0, le=60)
+    entities: list[DatabaseEntity]
+
+
+class RestSource(Model):
+    kind: Literal["rest"]
+    name: Ident
+    base_url: str
+    entity: Ident
+    path: str
+    page_size: int = Field(500, ge=1, le=10_000)
+    timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+    backoff_s: float = Field(0.5, ge=0)
+    lookback_days: int = Field(2, ge=0, le=60)
+
+
+class FileSource(Model):
+    kind: Literal["files"]
+    name: Ident
+    entity: Ident
+    landing_dir: str
+    patterns: list[str] = ["*.csv", "*.xlsx"]
+    lookback_days: int = Field(2, ge=0, le=60)
+
+
+Source = Annotated[DatabaseSource | RestSource | FileSource, Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- contracts
+DType = Literal["int64", "float64", "string", "bool", "date", "datetime"]
+
+
+class ColumnContract(Model):
+    name: Ident
+    type: DType
+    nullable: bool = True
+    description: str = ""
+    ge: float | None = None
+    le: float | None = None
+    isin: list[str] | None = None
+    pattern: str | None = None
+
+
+class EntityContract(Model):
+    """What a silver entity must look like; drives typing, validation and history."""
+
+    entity: Ident
+    description: str = ""
+    source: Ident
+    primary_key: list[Ident]
+    updated_at: Ident | None = None
+    history: Literal["scd2", "latest", "events"] = "latest"
+    columns: list[ColumnContract]
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_columns(cls, cols: list[ColumnContract]) -> list[ColumnContract]:
+        names = [c.name for c in cols]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate column names: {sorted(dupes)}")
+        return cols
+
+
+# --------------------------------------------------------------------------- gold, ml, domain
+class GoldTable(Model):
+    name: Annotated[str, Field(pattern=r"^(fct|dim|agg)_[a-z0-9_]+$")]
+    builder: str = Field(description="dotted path to a LazyFrame builder in pipelines/<domain>")
+    description: str
+    columns: dict[str, str] = {}
+
+
+class MLConfig(Model):
+    target_table: str = "fct_order_lines"
+    horizon_days: int = Field(7, ge=1, le=60)
+    holdout_days: int = Field(28, ge=7)
+    min_history_days: int = Field(400, ge=30)
+    seed: int = 42
+    xgboost: dict[str, Any] = {}
+
+
+class DomainConfig(Model):
+    """Everything the framework needs to run one domain."""
+
+    name: Ident
+    timezone: str = "UTC"
+    start_date: date
+    schedule: str = "0 0 * * *"
+    lake_root: str
+    catalog_path: str
+    sources: list[Source]
+    contracts: list[EntityContract]
+    gold: list[GoldTable]
+    ml: MLConfig | None = None
+
+    def source(self, name: str) -> DatabaseSource | RestSource | FileSource:
+        return next(s for s in self.sources if s.name == name)
+
+    def contract(self, entity: str) -> EntityContract:
+        return next(c for c in self.contracts if c.entity == entity)
+
+    @property
+    def lake(self) -> Path:
+        return Path(self.lake_root)
+
+
+# --------------------------------------------------------------------------- loading
+_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) in os.environ:
+                return os.environ[m.group(1)]
+            if m.group(2) is None:
+                raise ConfigError(f"environment variable {m.group(1)} is not set")
+            return m.group(2)
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    return value
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree to a line number."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    text = path.read_text()
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+
+
+def load_domain(config_dir: str | Path) -> DomainConfig:
+    """Load ``domain.yaml``, ``sources.yaml``, ``contracts/*.yaml`` and ``gold.yaml``.
+
+    Relative paths in ``lake_root``/``catalog_path``/``landing_dir`` resolve against
+    ``LAKEHOUSE_HOME`` (default: the current directory).
+    """
+    config_dir = Path(config_dir)
+    parts: dict[str, Any] = {}
+    nodes: dict[str, tuple[Path, yaml.Node | None]] = {}
+    domain_data, domain_node = _read_yaml(config_dir / "domain.yaml")
+    parts.update(domain_data)
+    for key in domain_data:
+        nodes[key] = (config_dir / "domain.yaml", _child(domain_node, key))
+    for key in ("sources", "gold"):
+        data, node = _read_yaml(config_dir / f"{key}.yaml")
+        parts[key] = data
+        nodes[key] = (config_dir / f"{key}.yaml", node)
+    contracts = []
+    for i, path in enumerate(sorted((config_dir / "contracts").glob("*.yaml"))):
+        data, node = _read_yaml(path)
+        contracts.append(data)
+        nodes[f"contracts.{i}"] = (path, node)
+    parts["contracts"] = contracts
+    try:
+        cfg = DomainConfig.model_validate(_expand_env(parts))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, nodes)) from None
+    return _resolve_paths(cfg)
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), None)
+    return None
+
+
+def _explain(exc: ValidationError, nodes: dict[str, tuple[Path, yaml.Node | None]]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        key = f"contracts.{loc[1]}" if loc[0] == "contracts" and len(loc) > 1 else str(loc[0])
+        rest = loc[2:] if key.startswith("contracts.") else loc[1:]
+        path, node = nodes.get(key, (Path("domain.yaml"), None))
+        line = _line_of(node, rest)
+        where = ".".join(str(p) for p in loc)
+        lines.append(f"{path}:{line or '?'}: {where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _resolve_paths(cfg: DomainConfig) -> DomainConfig:
+    home = Path(os.environ.get("LAKEHOUSE_HOME", ".")).resolve()
+
+    def res(p: str) -> str:
+        return p if "://" in p or Path(p).is_absolute() else str(home / p)
+
+    sources = [
+        s.model_copy(update={"landing_dir": res(s.landing_dir)}) if isinstance(s, FileSource) else s
+        for s in cfg.sources
+    ]
+    return cfg.model_copy(
+        update={"lake_root": res(cfg.lake_root), "catalog_path": res(cfg.catalog_path), "sources": sources}
+    )

@@ -1,0 +1,194 @@
+"""The one I/O module: where tables live, how partitions are published, how they are read.
+
+Layout: ``<lake>/<layer>/<table>/[<key>=<value>/...]data.parquet``. A partition is
+exactly one Parquet file, so publishing it is one atomic ``os.replace`` of a fully
+written, fsynced temporary file in the same directory (ADR 0001). Readers therefore
+see the old partition or the new one, never a partial, mixed or missing one, and no
+file of a replaced partition stays visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+DATA_FILE = "data.parquet"
+LAYERS = ("bronze", "silver", "gold", "_state")
+# Columns whose value legitimately differs between two identical runs (wall clock).
+VOLATILE_COLUMNS = frozenset({"_ingested_at"})
+_PART_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class StorageError(RuntimeError):
+    """A path, partition value or publish step was refused."""
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _NAME.match(value):
+        raise StorageError(f"{kind} {value!r} is not a plain lower-case identifier")
+    return value
+
+
+def _check_part_value(key: str, value: str) -> str:
+    if not _PART_VALUE.match(value) or value in {".", ".."}:
+        raise StorageError(f"partition value {key}={value!r} has characters outside [A-Za-z0-9_.:+-]")
+    return value
+
+
+def table_dir(lake: Path, layer: str, table: str) -> Path:
+    """Directory of a table; names are validated so config can't escape the lake."""
+    if layer not in LAYERS:
+        raise StorageError(f"unknown layer {layer!r}; expected one of {LAYERS}")
+    return Path(lake) / layer / _check_name("table", table)
+
+
+def partition_dir(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> Path:
+    path = table_dir(lake, layer, table)
+    for key, value in (partition or {}).items():
+        path = path / f"{_check_name('partition key', key)}={_check_part_value(key, str(value))}"
+    return path
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(
+    frame: pl.LazyFrame | pl.DataFrame,
+    lake: Path,
+    layer: str,
+    table: str,
+    partition: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``frame`` as the (whole) content of one partition, atomically.
+
+    LazyFrames are streamed with ``sink_parquet`` so memory stays bounded. The
+    temporary file is hidden (leading dot, ``.tmp`` suffix) so globbing readers
+    never pick it up; leftovers of a killed writer are removed on the next publish.
+    """
+    target_dir = partition_dir(lake, layer, table, partition)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for stale in target_dir.glob(f".{DATA_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    tmp = target_dir / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(tmp, compression="zstd", statistics=True)
+        else:
+            frame.write_parquet(tmp, compression="zstd", statistics=True)
+        _fsync_path(tmp)
+        os.replace(tmp, target_dir / DATA_FILE)
+        _fsync_path(target_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target_dir / DATA_FILE
+
+
+def drop_partition(lake: Path, layer: str, table: str, partition: Mapping[str, str]) -> None:
+    """Remove one partition: its data file disappears in one unlink, then the directory."""
+    target_dir = partition_dir(lake, layer, table, partition)
+    (target_dir / DATA_FILE).unlink(missing_ok=True)
+    shutil.rmtree(target_dir, ignore_errors=True)
+
+
+def exists(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
+    return (partition_dir(lake, layer, table, partition) / DATA_FILE).exists()
+
+
+def partitions(lake: Path, layer: str, table: str) -> list[dict[str, str]]:
+    """Published partitions of a table, sorted, as ``{key: value}`` dicts."""
+    root = table_dir(lake, layer, table)
+    found = []
+    for data in sorted(root.glob(f"**/{DATA_FILE}")):
+        parts = data.parent.relative_to(root).parts
+        found.append(dict(p.split("=", 1) for p in parts))
+    return found
+
+
+def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False) -> pl.LazyFrame | None:
+    """Lazily scan every published partition of a table (hive columns included)."""
+    root = table_dir(lake, layer, table)
+    if not any(root.glob(f"**/{DATA_FILE}")):
+        if missing_ok:
+            return None
+        raise StorageError(f"table {layer}.{table} has no published data under {root}")
+    return pl.scan_parquet(
+        str(root / "**" / DATA_FILE), hive_partitioning=True, missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def content_hash(lake: Path, layer: str, table: str) -> str:
+    """Order-independent hash of a table's rows, ignoring wall-clock lineage columns.
+
+    Two runs that produce the same rows (in any order, in any file layout) hash equal.
+    """
+    lf = scan(lake, layer, table, missing_ok=True)
+    if lf is None:
+        return "empty"
+    cols = sorted(c for c in lf.collect_schema().names() if c not in VOLATILE_COLUMNS)
+    hashes = lf.select(pl.struct(cols).hash(seed=0).alias("h")).sort("h").collect()["h"]
+    digest = hashlib.sha256(hashes.to_numpy().tobytes())
+    digest.update(",".join(cols).encode())
+    return digest.hexdigest()
+
+
+def layer_hashes(lake: Path) -> dict[str, str]:
+    """``{"layer.table": hash}`` for every table in bronze, silver and gold."""
+    out = {}
+    for layer in ("bronze", "silver", "gold"):
+        base = Path(lake) / layer
+        if not base.exists():
+            continue
+        for tdir in sorted(p for p in base.iterdir() if p.is_dir()):
+            out[f"{layer}.{tdir.name}"] = content_hash(lake, layer, tdir.name)
+    return out
+
+
+# --------------------------------------------------------------------------- small state files
+@contextlib.contextmanager
+def locked(lake: Path, name: str) -> Iterator[None]:
+    """Exclusive inter-process lock for read-modify-write of shared state."""
+    lock_dir = Path(lake) / "_state" / "_locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{_check_name('lock', name)}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Atomically replace a small JSON document (temp file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(value, fh, indent=1, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
