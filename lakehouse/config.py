@@ -84,6 +84,11 @@ class ColumnContract(Model):
     le: float | None = None
     isin: list[str] | None = None
     pattern: str | None = None
+    source_column: str | None = Field(None, description="name in bronze when it differs")
+
+    @property
+    def bronze_name(self) -> str:
+        return self.source_column or self.name
 
 
 class EntityContract(Model):
@@ -95,6 +100,7 @@ class EntityContract(Model):
     primary_key: list[Ident]
     updated_at: Ident | None = None
     history: Literal["scd2", "latest", "events"] = "latest"
+    max_quarantine_rate: float = Field(0.2, ge=0, le=1, description="above it the batch blocks")
     columns: list[ColumnContract]
 
     @field_validator("columns")
@@ -150,19 +156,27 @@ class DomainConfig(Model):
 
 
 # --------------------------------------------------------------------------- loading
-_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
+# innermost first: a default may itself hold ${VAR}
+_ENV = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::-([^${}]*))?\}")
+
+
+def _home() -> Path:
+    return Path(os.environ.get("LAKEHOUSE_HOME", ".")).resolve()
 
 
 def _expand_env(value: Any) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
-            if m.group(1) in os.environ:
-                return os.environ[m.group(1)]
+            env = {"LAKEHOUSE_HOME": str(_home())} | dict(os.environ)
+            if m.group(1) in env:
+                return env[m.group(1)]
             if m.group(2) is None:
                 raise ConfigError(f"environment variable {m.group(1)} is not set")
             return m.group(2)
 
-        return _ENV.sub(sub, value)
+        while _ENV.search(value):
+            value = _ENV.sub(sub, value)
+        return value
     if isinstance(value, dict):
         return {k: _expand_env(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -246,7 +260,7 @@ def _explain(exc: ValidationError, nodes: dict[str, tuple[Path, yaml.Node | None
 
 
 def _resolve_paths(cfg: DomainConfig) -> DomainConfig:
-    home = Path(os.environ.get("LAKEHOUSE_HOME", ".")).resolve()
+    home = _home()
 
     def res(p: str) -> str:
         return p if "://" in p or Path(p).is_absolute() else str(home / p)

@@ -17,11 +17,12 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
 LAYERS = ("bronze", "silver", "gold", "_state")
@@ -69,6 +70,22 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _atomic_file(target_dir: Path) -> Iterator[Path]:
+    """Yield a hidden temp path in ``target_dir``; on success fsync it and rename it in."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for stale in target_dir.glob(f".{DATA_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    tmp = target_dir / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        yield tmp
+        _fsync_path(tmp)
+        os.replace(tmp, target_dir / DATA_FILE)
+        _fsync_path(target_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def publish(
     frame: pl.LazyFrame | pl.DataFrame,
     lake: Path,
@@ -83,21 +100,46 @@ def publish(
     never pick it up; leftovers of a killed writer are removed on the next publish.
     """
     target_dir = partition_dir(lake, layer, table, partition)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for stale in target_dir.glob(f".{DATA_FILE}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    tmp = target_dir / f".{DATA_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
+    with _atomic_file(target_dir) as tmp:
         if isinstance(frame, pl.LazyFrame):
             frame.sink_parquet(tmp, compression="zstd", statistics=True)
         else:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-        _fsync_path(tmp)
-        os.replace(tmp, target_dir / DATA_FILE)
-        _fsync_path(target_dir)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target_dir / DATA_FILE
+
+
+def publish_batches(
+    batches: Iterable[pl.DataFrame],
+    lake: Path,
+    layer: str,
+    table: str,
+    partition: Mapping[str, str] | None = None,
+) -> int:
+    """Stream DataFrame batches into one partition file, atomically; returns the row count.
+
+    Later batches are cast to the first batch's schema, so a source that yields
+    consistent types (as the extractors do) writes one well-typed file.
+    """
+    target_dir = partition_dir(lake, layer, table, partition)
+    rows = 0
+    with _atomic_file(target_dir) as tmp:
+        writer: pq.ParquetWriter | None = None
+        schema: pl.Schema | None = None
+        try:
+            for batch in batches:
+                if writer is None:
+                    schema = batch.schema
+                    writer = pq.ParquetWriter(tmp, batch.to_arrow().schema, compression="zstd")
+                elif batch.schema != schema:
+                    batch = batch.select(schema.names()).cast(dict(schema))
+                writer.write_table(batch.to_arrow())
+                rows += batch.height
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            pl.DataFrame().write_parquet(tmp)
+    return rows
 
 
 def drop_partition(lake: Path, layer: str, table: str, partition: Mapping[str, str]) -> None:
@@ -129,8 +171,8 @@ def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False) -> pl.
             return None
         raise StorageError(f"table {layer}.{table} has no published data under {root}")
     return pl.scan_parquet(
-        str(root / "**" / DATA_FILE), hive_partitioning=True, missing_columns="insert",
-        extra_columns="ignore",
+        str(root / "**" / DATA_FILE), hive_partitioning=True, hidden_file_prefix=".",
+        missing_columns="insert", extra_columns="ignore",
     )
 
 

@@ -327,6 +327,8 @@ def write_erp(tables: dict[str, pl.DataFrame], url: str) -> None:
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     type_map = {pl.String: sa.String, pl.Int64: sa.BigInteger, pl.Float64: sa.Float,
                 pl.Boolean: sa.Boolean, pl.Datetime("us"): sa.DateTime, pl.Date: sa.Date}
     meta = sa.MetaData()

@@ -1,0 +1,183 @@
+"""Silver: typed, validated, deduplicated entities with history; rejects go to quarantine.
+
+Two steps per entity and run:
+
+1. ``stage``: the run's bronze batch is typed to the contract and validated by its
+   pandera schema on values. Valid rows are published to
+   ``silver/stg_<entity>/ingest_date=D``; each rejected row, with rule, reason,
+   offending value and source pointer, to ``silver/quarantine/entity=X/ingest_date=D``.
+   Both partitions are a pure function of the bronze batch, so reruns are idempotent.
+2. ``build``: ``silver/<entity>`` is rebuilt from every staged batch (latest version
+   per key, or SCD2 history, or all events): order-independent by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pandera.polars as pa
+import polars as pl
+
+from lakehouse import storage
+from lakehouse.bronze import bronze_table
+from lakehouse.config import DomainConfig, EntityContract
+from lakehouse.contracts import pandera_schema, polars_schema
+from lakehouse.scd2 import latest, scd2
+
+log = logging.getLogger(__name__)
+QUARANTINE = "quarantine"
+QUARANTINE_SCHEMA = {
+    "rule": pl.String, "column": pl.String, "reason": pl.String, "offending_value": pl.String,
+    "source_pointer": pl.String, "record": pl.String, "run_id": pl.String,
+}
+KEEP_LINEAGE = ["_source_pointer", "_record_hash", "_ingested_at"]
+
+
+class QualityGateError(RuntimeError):
+    """A batch must not be published (missing columns, too many rejects). Not retryable."""
+
+
+def stg_table(entity: str) -> str:
+    return f"stg_{entity}"
+
+
+def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast a raw batch to the contract's types.
+
+    Returns the typed frame and a frame of parse failures (``_row``, column, value):
+    a value present in bronze that does not parse is a rejected row, never a silent null.
+    Missing contract columns block the batch; the error names the batch and column.
+    """
+    missing = [c.bronze_name for c in contract.columns if c.bronze_name not in raw.columns]
+    if missing and raw.height:
+        raise QualityGateError(
+            f"{where}: columns {missing} required by contract {contract.entity!r} are missing "
+            f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})")
+    raw = raw.with_columns(pl.lit(None).alias(m) for m in missing)
+    casts, failures = [], []
+    for col in contract.columns:
+        target = polars_schema(contract)[col.name]
+        src = pl.col(col.bronze_name)
+        if target == pl.Datetime("us") and raw.schema[col.bronze_name] == pl.String:
+            cast = src.str.to_datetime(strict=False, time_unit="us")
+        elif target == pl.Date and raw.schema[col.bronze_name] == pl.String:
+            # spreadsheets hand dates over as "YYYY-MM-DD 00:00:00"
+            cast = pl.coalesce(src.str.to_date(strict=False),
+                               src.str.to_datetime(strict=False, time_unit="us").dt.date())
+        elif target == pl.Boolean and raw.schema[col.bronze_name] == pl.String:
+            cast = src.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False},
+                                                        default=None, return_dtype=pl.Boolean)
+        else:
+            cast = src.str.strip_chars().cast(target, strict=False) if raw.schema[col.bronze_name] == pl.String \
+                else src.cast(target, strict=False)
+        casts.append(cast.alias(col.name))
+        failures.append(
+            pl.when(src.is_not_null() & cast.is_null())
+            .then(pl.struct(column=pl.lit(col.name), value=src.cast(pl.String))).alias(col.name))
+    lineage = [c for c in raw.columns if c.startswith("_")]
+    typed = raw.with_row_index("_row").select("_row", *casts, *lineage)
+    bad = (raw.with_row_index("_row").select("_row", pl.concat_list(failures).alias("f"))
+           .explode("f").drop_nulls("f").unnest("f"))
+    return typed, bad
+
+
+def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
+                contract: EntityContract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate with pandera; returns (valid rows, failures with ``_row``, rule, column, value)."""
+    fails = [parse_failures.select(
+        "_row", pl.lit("parse").alias("rule"), "column",
+        pl.col("value").alias("offending_value"))]
+    try:
+        pandera_schema(contract).validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        if cases["index"].null_count():
+            raise QualityGateError(f"{contract.entity}: schema-level failure: "
+                                   f"{cases.filter(pl.col('index').is_null()).head(5).to_dicts()}") from exc
+        # typed keeps raw row order, so pandera's positional index is the raw row number
+        fails.append(cases.select(
+            pl.col("index").alias("_row"),
+            pl.col("check").alias("rule"),
+            pl.col("column").fill_null("|".join(contract.primary_key)),
+            pl.col("failure_case").cast(pl.String).alias("offending_value")))
+    failed = pl.concat([f.with_columns(pl.col("_row").cast(pl.UInt32)) for f in fails])
+    # a frame-level failure (duplicate key) names the key values, not the whole row
+    keys = typed.select("_row", pl.struct(contract.primary_key).struct.json_encode().alias("_key"))
+    failed = failed.join(keys, on="_row", how="left").with_columns(
+        offending_value=pl.when(pl.col("rule") == "multiple_fields_uniqueness")
+        .then(pl.col("_key")).otherwise(pl.col("offending_value"))).drop("_key")
+    valid = typed.join(failed.select("_row").unique(), on="_row", how="anti")
+    return valid, failed
+
+
+def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, int]:
+    """Type and validate one bronze batch; publish valid rows and quarantine rejects."""
+    contract = cfg.contract(entity)
+    part = {"ingest_date": run_date.isoformat()}
+    btable = bronze_table(contract.source, entity)
+    where = f"bronze.{btable} ingest_date={part['ingest_date']}"
+    path = storage.partition_dir(cfg.lake, "bronze", btable, part) / storage.DATA_FILE
+    if not path.exists():
+        raise QualityGateError(f"{where}: no bronze partition at {path}; run the extract first")
+    # one ingest batch is bounded by a day's volume (or the initial load): safe to collect
+    raw = pl.read_parquet(path)
+    typed, parse_failures = type_batch(raw, contract, where=where)
+    valid, failed = split_valid(typed, parse_failures, contract)
+    rejected = _quarantine_rows(raw, failed, run_id)
+    rate = rejected.height / raw.height if raw.height else 0.0
+    if rate > contract.max_quarantine_rate:
+        examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()
+        raise QualityGateError(
+            f"{where}: {rejected.height}/{raw.height} rows ({rate:.1%}) failed the contract, above "
+            f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}")
+    keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
+    storage.publish(valid.select(keep), cfg.lake, "silver", stg_table(entity), part)
+    storage.publish(rejected, cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
+    log.info("%s: %d valid, %d quarantined", where, valid.height, rejected.height)
+    return {"rows_in": raw.height, "valid": valid.height, "quarantined": rejected.height}
+
+
+def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl.DataFrame:
+    """One quarantine row per rejected source row, all its broken rules listed."""
+    if failed.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    data_cols = [c for c in raw.columns if not c.startswith("_")]
+    records = raw.with_row_index("_row").select(
+        "_row", pl.struct(data_cols).struct.json_encode().alias("record"),
+        pl.col("_source_pointer").alias("source_pointer"))
+    per_row = failed.sort("_row", "column", "rule").group_by("_row", maintain_order=True).agg(
+        pl.col("rule").str.join("; "),
+        pl.col("column").str.join("; "),
+        pl.format("{} failed {} (value: {})", "column", "rule", "offending_value").str.join("; ").alias("reason"),
+        pl.col("offending_value").str.join("; "),
+    )
+    return per_row.join(records, on="_row", how="left").select(
+        "rule", "column", "reason", "offending_value", "source_pointer", "record",
+        pl.lit(run_id).alias("run_id"))
+
+
+def build(cfg: DomainConfig, entity: str) -> int:
+    """Rebuild ``silver/<entity>`` from every staged batch; returns its row count."""
+    contract = cfg.contract(entity)
+    staged = storage.scan(cfg.lake, "silver", stg_table(entity))
+    lf = history(staged, contract)
+    storage.publish(lf, cfg.lake, "silver", entity)
+    return pl.scan_parquet(storage.partition_dir(cfg.lake, "silver", entity) / storage.DATA_FILE) \
+        .select(pl.len()).collect().item()
+
+
+def history(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:
+    """Pure: staged batches (with ``ingest_date``) -> the silver table for the contract's history mode."""
+    cols = [c.name for c in contract.columns]
+    key = contract.primary_key
+    order = [*([contract.updated_at] if contract.updated_at else []), "ingest_date", "_source_pointer"]
+    lf = staged.select(*cols, "ingest_date", "_source_pointer")
+    if contract.history == "scd2":
+        # the same version seen in two overlapping batches is one version
+        deduped = latest(lf, key=[*key, contract.updated_at], order_by=["ingest_date", "_source_pointer"])
+        tracked = [c for c in cols if c not in (*key, contract.updated_at)]
+        return scd2(deduped, key=key, changed_at=contract.updated_at, tracked=tracked)
+    if contract.history == "latest":
+        return latest(lf, key=key, order_by=order)
+    return lf.unique(maintain_order=False).sort([*key, *order])
