@@ -1,0 +1,111 @@
+"""Gold: star-schema machinery (surrogate keys, point-in-time lookups, calendar) and the runner.
+
+Domain builders (``pipelines/<domain>/gold.py``) are pure functions whose keyword
+parameters name their inputs, dbt-``ref`` style: a parameter ``dim_product`` is the
+gold table built earlier in this run, ``order_lines`` is the silver table, and
+``run_date`` is the business date. The runner resolves them to LazyFrames, calls
+the builder and publishes the result atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import date
+
+import holidays as holidays_lib
+import polars as pl
+
+from lakehouse import storage
+from lakehouse.config import DomainConfig, GoldTable
+
+log = logging.getLogger(__name__)
+UNKNOWN_SK = -1
+
+
+def _md5_int64(values: pl.Series) -> pl.Series:
+    return pl.Series(
+        [int.from_bytes(hashlib.md5(v.encode()).digest()[:8], "big", signed=True) & (2**62 - 1)
+         for v in values], dtype=pl.Int64)
+
+
+def surrogate_key(*columns: str) -> pl.Expr:
+    """A stable Int64 key from natural-key columns (MD5-based, the same in every run and version)."""
+    joined = pl.concat_str([pl.col(c).cast(pl.String).fill_null("<null>") for c in columns], separator="|")
+    return joined.map_batches(_md5_int64, return_dtype=pl.Int64)
+
+
+def point_in_time(facts: pl.LazyFrame, dim: pl.LazyFrame, *, key: str, at: str, sk: str) -> pl.LazyFrame:
+    """Attach the surrogate key of the dimension version valid at each fact's ``at``.
+
+    A fact older than the member's first known version takes that first version
+    (the member existed, we just learnt of it late); an unknown member gets ``-1``.
+    """
+    versions = dim.select(key, pl.col("valid_from").alias("_valid_from"), sk).sort("_valid_from")
+    first = dim.sort("valid_from").group_by(key).agg(pl.col(sk).first().alias("_first_sk"))
+    return (
+        facts.sort(at)
+        .join_asof(versions, left_on=at, right_on="_valid_from", by=key, strategy="backward",
+                   check_sortedness=False)
+        .join(first, on=key, how="left")
+        .with_columns(pl.coalesce(sk, "_first_sk", pl.lit(UNKNOWN_SK, pl.Int64)).alias(sk))
+        .drop("_valid_from", "_first_sk")
+    )
+
+
+def date_dimension(bounds: pl.LazyFrame, *, country: str) -> pl.LazyFrame:
+    """Calendar rows between ``bounds``' ``lo`` and ``hi`` dates, with public holidays."""
+    days = bounds.select(pl.date_ranges("lo", "hi").alias("date")).explode("date")
+    years = range(2000, 2100)
+    hol = holidays_lib.country_holidays(country, years=years)
+    hol_frame = pl.LazyFrame({"date": list(hol.keys()), "holiday_name": list(hol.values())},
+                             schema={"date": pl.Date, "holiday_name": pl.String})
+    return days.join(hol_frame, on="date", how="left").select(
+        pl.col("date").dt.strftime("%Y%m%d").cast(pl.Int32).alias("date_sk"),
+        "date",
+        pl.col("date").dt.year().alias("year"),
+        pl.col("date").dt.quarter().alias("quarter"),
+        pl.col("date").dt.month().alias("month"),
+        pl.col("date").dt.week().alias("iso_week"),
+        pl.col("date").dt.weekday().alias("day_of_week"),
+        pl.col("date").dt.strftime("%A").alias("day_name"),
+        (pl.col("date").dt.weekday() >= 6).alias("is_weekend"),
+        pl.col("holiday_name").is_not_null().alias("is_holiday"),
+        "holiday_name",
+    ).sort("date")
+
+
+def load_builder(path: str) -> Callable[..., pl.LazyFrame]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def resolve_inputs(cfg: DomainConfig, builder: Callable[..., pl.LazyFrame], run_date: date) -> dict:
+    gold_names = {g.name for g in cfg.gold}
+    inputs: dict[str, object] = {}
+    for name in inspect.signature(builder).parameters:
+        if name == "run_date":
+            inputs[name] = run_date
+        elif name in gold_names:
+            inputs[name] = storage.scan(cfg.lake, "gold", name)
+        else:
+            inputs[name] = storage.scan(cfg.lake, "silver", name)
+    return inputs
+
+
+def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
+    """Build and atomically publish one gold table; returns its row count."""
+    builder = load_builder(table.builder)
+    frame = builder(**resolve_inputs(cfg, builder, run_date))
+    path = storage.publish(frame, cfg.lake, "gold", table.name)
+    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    log.info("gold.%s: %d rows", table.name, rows)
+    return rows
+
+
+def build_all(cfg: DomainConfig, run_date: date) -> dict[str, int]:
+    """Build every gold table in configured order (dimensions before facts)."""
+    return {t.name: build_table(cfg, t, run_date) for t in cfg.gold}

@@ -1,0 +1,98 @@
+"""The retail star schema: pure builders, one per gold table (see ``configs/retail/gold.yaml``).
+
+Each keyword parameter names an input table (gold if built earlier, else silver);
+the framework in ``lakehouse.gold`` resolves, calls and publishes.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from lakehouse.gold import date_dimension, point_in_time, surrogate_key
+
+SCD2_COLUMNS = ["valid_from", "valid_to", "is_current", "version"]
+
+
+def _date_sk(col: str) -> pl.Expr:
+    return pl.col(col).dt.strftime("%Y%m%d").cast(pl.Int32)
+
+
+def dim_date(*, orders: pl.LazyFrame, run_date) -> pl.LazyFrame:
+    """Calendar from the first order to a year past the run date (forecasts need future days)."""
+    bounds = orders.select(
+        pl.col("ordered_at").min().dt.date().alias("lo"),
+        pl.lit(run_date).cast(pl.Date).dt.offset_by("1y").alias("hi"),
+    )
+    return date_dimension(bounds, country="FR")
+
+
+def dim_warehouse(*, warehouses: pl.LazyFrame) -> pl.LazyFrame:
+    return warehouses.select(surrogate_key("warehouse_id").alias("warehouse_sk"), "warehouse_id", "name",
+                             "city", "region").sort("warehouse_id")
+
+
+def dim_supplier(*, suppliers: pl.LazyFrame) -> pl.LazyFrame:
+    return suppliers.select(surrogate_key("supplier_id", "valid_from").alias("supplier_sk"),
+                            "supplier_id", "name", "country", *SCD2_COLUMNS)
+
+
+def dim_product(*, products: pl.LazyFrame) -> pl.LazyFrame:
+    return products.select(surrogate_key("product_id", "valid_from").alias("product_sk"), "product_id",
+                           "name", "category", "supplier_id", "unit_price", "is_discontinued",
+                           *SCD2_COLUMNS)
+
+
+def dim_customer(*, customers: pl.LazyFrame) -> pl.LazyFrame:
+    return customers.select(surrogate_key("customer_id", "valid_from").alias("customer_sk"),
+                            "customer_id", "name", "segment", "city", *SCD2_COLUMNS)
+
+
+def fct_order_lines(*, order_lines: pl.LazyFrame, orders: pl.LazyFrame, dim_product: pl.LazyFrame,
+                    dim_customer: pl.LazyFrame, dim_warehouse: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per order line; product and customer keys point at the version valid at order time."""
+    lines = order_lines.join(orders.select("order_id", "customer_id", "ordered_at"), on="order_id",
+                             how="left")
+    lines = point_in_time(lines, dim_product, key="product_id", at="ordered_at", sk="product_sk")
+    lines = point_in_time(lines, dim_customer, key="customer_id", at="ordered_at", sk="customer_sk")
+    return (
+        lines.join(dim_warehouse.select("warehouse_id", "warehouse_sk"), on="warehouse_id", how="left")
+        .select(
+            "order_line_id", "order_id",
+            pl.col("ordered_at").dt.date().alias("order_date"),
+            _date_sk("ordered_at").alias("date_sk"),
+            "ordered_at", "product_sk", "customer_sk",
+            pl.col("warehouse_sk").fill_null(-1),
+            "product_id", "customer_id", "warehouse_id",
+            "quantity", "unit_price", "discount_pct",
+            (pl.col("quantity") * pl.col("unit_price")).round(2).alias("net_amount"),
+        )
+        .sort("order_date", "order_line_id")
+    )
+
+
+def fct_inventory_daily(*, inventory_counts: pl.LazyFrame, dim_product: pl.LazyFrame,
+                        dim_warehouse: pl.LazyFrame) -> pl.LazyFrame:
+    counts = inventory_counts.with_columns(
+        counted_at=pl.col("count_date").cast(pl.Datetime("us")) + pl.duration(hours=23, minutes=59))
+    counts = point_in_time(counts, dim_product, key="product_id", at="counted_at", sk="product_sk")
+    return (
+        counts.join(dim_warehouse.select("warehouse_id", "warehouse_sk"), on="warehouse_id", how="left")
+        .select("count_date", _date_sk("count_date").alias("date_sk"), "product_sk",
+                pl.col("warehouse_sk").fill_null(-1), "product_id", "warehouse_id", "on_hand",
+                (pl.col("on_hand") == 0).alias("is_stockout"))
+        .sort("count_date", "warehouse_id", "product_id")
+    )
+
+
+def agg_sales_category_warehouse_daily(*, fct_order_lines: pl.LazyFrame,
+                                       dim_product: pl.LazyFrame) -> pl.LazyFrame:
+    return (
+        fct_order_lines.join(dim_product.select("product_sk", "category"), on="product_sk", how="left")
+        .group_by("order_date", "date_sk", "category", "warehouse_id")
+        .agg(
+            pl.col("quantity").sum().alias("units"),
+            pl.col("net_amount").sum().round(2).alias("revenue"),
+            pl.len().alias("order_lines"),
+        )
+        .sort("order_date", "category", "warehouse_id")
+    )
