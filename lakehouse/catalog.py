@@ -1,0 +1,93 @@
+"""The DuckDB serving catalog: one file with schemas bronze, silver and gold of views over Parquet.
+
+DuckDB allows one writer or many readers of a file, never both. The pipeline
+therefore never opens the published file for writing: it builds a fresh catalog
+next to it and swaps it in with one atomic rename (ADR 0003). Analysts who hold
+the old file open keep querying it (the views read the current Parquet files),
+new connections get the new file, and nobody blocks anybody.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from lakehouse import storage
+from lakehouse.config import DomainConfig
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _comments(cfg: DomainConfig) -> dict[str, tuple[str, dict[str, str]]]:
+    """``{"layer.table": (table comment, {column: comment})}`` from contracts and gold.yaml."""
+    columns = {c.name: c.description for ct in cfg.contracts for c in ct.columns if c.description}
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for ct in cfg.contracts:
+        cols = {c.name: c.description for c in ct.columns if c.description}
+        out[f"silver.{ct.entity}"] = (ct.description, cols)
+        out[f"silver.stg_{ct.entity}"] = (f"Validated ingest batches of {ct.entity}", cols)
+    out["silver.quarantine"] = ("Rejected rows with rule, reason, offending value and source pointer", {})
+    for g in cfg.gold:
+        out[f"gold.{g.name}"] = (g.description, columns | dict(g.columns))
+    return out
+
+
+def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
+    """Build the catalog into a temporary file, then atomically replace ``catalog_path``."""
+    target = Path(target or cfg.catalog_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    comments = _comments(cfg)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for layer in LAYERS:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+                base = cfg.lake / layer
+                for tdir in sorted(p for p in base.glob("*") if p.is_dir()) if base.exists() else []:
+                    if not any(tdir.glob(f"**/{storage.DATA_FILE}")):
+                        continue
+                    _create_view(con, layer, tdir, comments.get(f"{layer}.{tdir.name}"))
+        finally:
+            con.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return target
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, layer: str, tdir: Path,
+                 comment: tuple[str, dict[str, str]] | None) -> None:
+    name = f"{layer}.{_quote_ident(tdir.name)}"
+    glob = _quote_str(str(tdir / "**" / storage.DATA_FILE))
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({glob}, "
+                f"hive_partitioning = true, union_by_name = true)")
+    if comment is None:
+        return
+    table_comment, cols = comment
+    if table_comment:
+        con.execute(f"COMMENT ON VIEW {name} IS {_quote_str(table_comment)}")
+    present = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+    for col, text in cols.items():
+        if col in present:
+            con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
+
+
+def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
+    """How the pipeline itself (ML tasks) and analysts open the catalog."""
+    return duckdb.connect(cfg.catalog_path, read_only=True)

@@ -1,0 +1,90 @@
+"""ML plumbing shared by domains: metrics, time split, XGBoost training, a lake-native registry.
+
+Models are saved in XGBoost's own JSON format (never pickle) under
+``<lake>/_models/<version>/model.json``; their metadata rows form ``gold.ml_models``.
+A version is the hash of the training data, parameters and seed, so the same
+snapshot and seed give the same version, metrics and predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import date
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from lakehouse import storage
+
+
+def wape(actual: np.ndarray | pl.Series, predicted: np.ndarray | pl.Series) -> float:
+    """Weighted absolute percentage error: sum|y - y_hat| / sum|y|."""
+    a, p = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    denom = np.abs(a).sum()
+    return float(np.abs(a - p).sum() / denom) if denom else float("nan")
+
+
+def frame_hash(frame: pl.DataFrame) -> str:
+    """Content hash of a training frame (column names, dtypes and values)."""
+    h = hashlib.sha256(str(frame.schema).encode())
+    h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TrainedModel:
+    version: str
+    booster: object
+    features: list[str]
+    metrics: dict[str, float]
+
+
+def train_xgboost(train: pl.DataFrame, *, features: list[str], target: str, params: dict,
+                  seed: int) -> object:
+    """Fit a deterministic XGBoost regressor (fixed seed, single thread order, hist trees)."""
+    import xgboost as xgb
+
+    model = xgb.XGBRegressor(**{"tree_method": "hist", "n_jobs": 2, "random_state": seed,
+                                "objective": "reg:squarederror", **params})
+    model.fit(train.select(features).to_numpy(), train[target].to_numpy())
+    return model
+
+
+def register(lake: Path, *, model: object, version: str, run_date: date, features: list[str],
+             params: dict, metrics: dict[str, float], train_window: tuple[date, date],
+             data_hash: str, name: str) -> dict:
+    """Save the model artifact and publish its row of ``gold.ml_models`` (one partition a version)."""
+    artifact = Path(lake) / "_models" / version / "model.json"
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    tmp = artifact.with_name(".model.tmp.json")  # xgboost picks the format from the suffix
+    model.save_model(tmp)
+    tmp.replace(artifact)
+    importance = dict(zip(features, map(float, model.feature_importances_), strict=True))
+    row = {
+        "model_name": name, "trained_for_date": run_date,
+        "train_from": train_window[0], "train_to": train_window[1], "data_hash": data_hash,
+        "params": json.dumps(params, sort_keys=True), "metrics": json.dumps(metrics, sort_keys=True),
+        "features": json.dumps(features), "feature_importance": json.dumps(importance, sort_keys=True),
+        "artifact": str(artifact), "libraries": json.dumps(_libraries(), sort_keys=True),
+        **{f"metric_{k}": v for k, v in metrics.items()},
+    }
+    storage.publish(pl.DataFrame([row]), lake, "gold", "ml_models", {"model_version": version})
+    return row | {"model_version": version}
+
+
+def load_model(artifact: str) -> object:
+    import xgboost as xgb
+
+    model = xgb.XGBRegressor()
+    model.load_model(artifact)
+    return model
+
+
+def _libraries() -> dict[str, str]:
+    libs = {name: pkg_version(name) for name in ("polars", "xgboost", "scikit-learn", "duckdb")}
+    return libs | {"python": platform.python_version()}
