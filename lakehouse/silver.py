@@ -149,7 +149,7 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl
     per_row = failed.sort("_row", "column", "rule").group_by("_row", maintain_order=True).agg(
         pl.col("rule").str.join("; "),
         pl.col("column").str.join("; "),
-        pl.format("{} failed {} (value: {})", "column", "rule", "offending_value").str.join("; ").alias("reason"),
+        pl.format("{} failed {} (value: {})", "column", "rule", pl.col("offending_value").fill_null("null")).str.join("; ").alias("reason"),
         pl.col("offending_value").str.join("; "),
     )
     return per_row.join(records, on="_row", how="left").select(

@@ -66,7 +66,7 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
         doy.sin().alias("doy_sin"), doy.cos().alias("doy_cos"),
         pl.col("is_holiday").cast(pl.Int8),
         pl.col("is_holiday").shift(-1).over(by).fill_null(False).cast(pl.Int8).alias("holiday_tomorrow"),
-        pl.col("category").cast(pl.Categorical).to_physical().cast(pl.Int32).alias("category_code"),
+        pl.col("category").rank("dense").cast(pl.Int32).alias("category_code"),  # stable across processes
         pl.col("warehouse_id").str.slice(2).cast(pl.Int32).alias("warehouse_code"),
         pl.col("price").forward_fill().over(by),
     )

@@ -1,0 +1,45 @@
+"""The environment Airflow runs in on embedded defaults: SQLite metadata under the project.
+
+Used by ``make demo``, the tests and ``make airflow-ui`` so all three agree. Any
+variable already set (say a PostgreSQL ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``) wins.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for ``airflow`` subprocesses rooted at ``home`` (default: the project)."""
+    home = Path(home or PROJECT)
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        "LAKEHOUSE_HOME": str(home),
+        "AIRFLOW_HOME": str(home / ".airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__API__PORT": "8080",
+    }
+    merged = {**env, **os.environ, **extra}
+    # airflow starts its parts as `airflow ...` subprocesses: this venv's bin must come first
+    merged["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    return merged
+
+
+def airflow(*args: str, env: dict[str, str], check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run the ``airflow`` CLI of this environment."""
+    exe = str(Path(sys.executable).parent / "airflow")
+    out = subprocess.PIPE if quiet else None
+    proc = subprocess.run([exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT if quiet else None,
+                          text=True, check=False)
+    if check and proc.returncode != 0:
+        tail = (proc.stdout or "")[-4000:]
+        raise RuntimeError(f"airflow {' '.join(args)} exited {proc.returncode}:\n{tail}")
+    return proc

@@ -1,0 +1,52 @@
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from lakehouse.config import ColumnContract, EntityContract
+from lakehouse.silver import QualityGateError, _quarantine_rows, split_valid, type_batch
+
+CONTRACT = EntityContract(
+    entity="lines", source="erp", primary_key=["line_id"], updated_at="updated_at",
+    columns=[
+        ColumnContract(name="line_id", type="string", nullable=False),
+        ColumnContract(name="qty", type="int64", nullable=False, ge=1),
+        ColumnContract(name="sku", type="string", pattern="^SKU[0-9]{3}$", source_column="product"),
+        ColumnContract(name="updated_at", type="datetime", nullable=False),
+    ],
+)
+
+
+def _raw() -> pl.DataFrame:
+    return pl.DataFrame({
+        "line_id": ["L1", "L2", "L3", "L4", "L4", None],
+        "qty": ["2", "-1", "x", "3", "3", "1"],
+        "product": ["SKU001", "SKU002", "SKU003", "bad", "SKU004", "SKU005"],
+        "updated_at": ["2024-01-01 10:00:00"] * 6,
+        "_source_pointer": [f"f.csv#row={i}" for i in range(2, 8)],
+    })
+
+
+def test_every_raw_row_is_valid_or_quarantined_with_a_reason():
+    typed, parse_failures = type_batch(_raw(), CONTRACT, where="test")
+    valid, failed = split_valid(typed, parse_failures, CONTRACT)
+    quarantined = _quarantine_rows(_raw(), failed, "run")
+    assert valid["line_id"].to_list() == ["L1"]
+    assert valid.height + quarantined.height == _raw().height
+    reasons = dict(zip(quarantined["source_pointer"], quarantined["reason"], strict=True))
+    assert "qty failed greater_than_or_equal_to(1.0) (value: -1)" in reasons["f.csv#row=3"]
+    assert "qty failed parse (value: x)" in reasons["f.csv#row=4"]
+    assert "str_matches" in reasons["f.csv#row=5"]
+    assert "multiple_fields_uniqueness" in reasons["f.csv#row=6"]  # duplicate version L4
+    assert "not_nullable" in reasons["f.csv#row=7"]
+
+
+def test_missing_column_blocks_the_batch_and_names_it():
+    with pytest.raises(QualityGateError, match=r"columns \['qty'\].*missing"):
+        type_batch(_raw().drop("qty"), CONTRACT, where="bronze.erp__lines ingest_date=2024-01-01")
+
+
+def test_typed_values_keep_their_types():
+    typed, _ = type_batch(_raw().head(1), CONTRACT, where="t")
+    assert typed.schema["qty"] == pl.Int64
+    assert typed["updated_at"][0] == datetime(2024, 1, 1, 10)
