@@ -48,8 +48,9 @@ def extraction_window(cfg: DomainConfig, source: DatabaseSource | RestSource | F
     """Which change times a run extracts.
 
     The start date's run is the initial (full) load. Later runs take their day plus
-    ``lookback_days`` before it, catching commits that landed late; if the watermark
-    shows a gap longer than the lookback (missed runs), the window widens to it.
+    ``lookback_days`` before it, catching commits that landed late. ``watermark`` is
+    the end of the furthest window extracted so far; if it shows a gap longer than
+    the lookback (runs were missed), the window widens back to it.
     Only the gap case depends on state, so reruns and out-of-order backfills of
     ordinary days extract the same rows.
     """
@@ -104,10 +105,11 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
         log.info("bronze for %s on %s exists and is immutable; not re-extracting", source.name, run_date)
         return {"skipped": "bronze partition exists"}
     with storage.locked(cfg.lake, f"ingest__{source.name}"):
-        marks = storage.read_json(_watermark_path(cfg, source.name), {})
+        state = storage.read_json(_watermark_path(cfg, source.name), {})
+        marks: dict[str, str] = state.get("max_updated_at", {})
         registry = storage.read_json(_registry_path(cfg, source.name), {})
-        oldest = min((datetime.fromisoformat(v) for v in marks.values()), default=None)
-        window = extraction_window(cfg, source, run_date, oldest)
+        until = state.get("extracted_until")
+        window = extraction_window(cfg, source, run_date, datetime.fromisoformat(until) if until else None)
         extractor = build_extractor(source, registry=registry, ingest_date=part["ingest_date"])
         now = datetime.now(UTC)
         counts: dict[str, int | str] = {}
@@ -124,7 +126,9 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
                     marks[entity] = str(latest)
         for f in new_files:
             registry[f["name"]] = {"sha256": f["sha256"], "ingest_date": f["ingest_date"]}
-        storage.write_json(_watermark_path(cfg, source.name), marks)
+        until = max(filter(None, [until, window.end.isoformat()]))
+        storage.write_json(_watermark_path(cfg, source.name),
+                           {"extracted_until": until, "max_updated_at": marks})
         storage.write_json(_registry_path(cfg, source.name), registry)
     counts["window_start"] = str(window.start)
     counts["window_end"] = str(window.end)

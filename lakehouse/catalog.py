@@ -71,12 +71,21 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
     return target
 
 
+# A raw record re-read by an overlapping (lookback) extraction is quarantined again in
+# that batch; analysts see each rejected record once, the log keeps every rejection.
+DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_pointer")}
+
+
 def _create_view(con: duckdb.DuckDBPyConnection, layer: str, tdir: Path,
                  comment: tuple[str, dict[str, str]] | None) -> None:
     name = f"{layer}.{_quote_ident(tdir.name)}"
     glob = _quote_str(str(tdir / "**" / storage.DATA_FILE))
-    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({glob}, "
-                f"hive_partitioning = true, union_by_name = true)")
+    scan = f"read_parquet({glob}, hive_partitioning = true, union_by_name = true)"
+    if f"{layer}.{tdir.name}" in DEDUPED:
+        keys, order = DEDUPED[f"{layer}.{tdir.name}"]
+        con.execute(f"CREATE OR REPLACE VIEW {layer}.{_quote_ident(tdir.name + '_log')} AS SELECT * FROM {scan}")
+        scan = f"(SELECT * FROM {scan} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1)"
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {scan}")
     if comment is None:
         return
     table_comment, cols = comment

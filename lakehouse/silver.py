@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 QUARANTINE = "quarantine"
 QUARANTINE_SCHEMA = {
     "rule": pl.String, "column": pl.String, "reason": pl.String, "offending_value": pl.String,
-    "source_pointer": pl.String, "record": pl.String, "run_id": pl.String,
+    "source_pointer": pl.String, "record": pl.String, "record_hash": pl.String, "run_id": pl.String,
 }
 KEEP_LINEAGE = ["_source_pointer", "_record_hash", "_ingested_at"]
 
@@ -145,7 +145,7 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl
     data_cols = [c for c in raw.columns if not c.startswith("_")]
     records = raw.with_row_index("_row").select(
         "_row", pl.struct(data_cols).struct.json_encode().alias("record"),
-        pl.col("_source_pointer").alias("source_pointer"))
+        pl.col("_source_pointer").alias("source_pointer"), pl.col("_record_hash").alias("record_hash"))
     per_row = failed.sort("_row", "column", "rule").group_by("_row", maintain_order=True).agg(
         pl.col("rule").str.join("; "),
         pl.col("column").str.join("; "),
@@ -153,7 +153,7 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl
         pl.col("offending_value").str.join("; "),
     )
     return per_row.join(records, on="_row", how="left").select(
-        "rule", "column", "reason", "offending_value", "source_pointer", "record",
+        "rule", "column", "reason", "offending_value", "source_pointer", "record", "record_hash",
         pl.lit(run_id).alias("run_id"))
 
 

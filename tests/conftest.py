@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its configuration at import: point it at a throwaway home first.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="lakehouse-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 from lakehouse.config import DomainConfig, load_domain
 from pipelines.retail.simulator import SimulationParams, materialise

@@ -56,7 +56,7 @@ def summary(home: Path) -> str:
 
     cfg = load_domain(CONFIG_DIR)
     con = duckdb.connect(cfg.catalog_path, read_only=True)
-    q = con.sql
+    q = con.execute
     layers = q("""SELECT schema_name, count(*) FROM duckdb_views() WHERE NOT internal
                   GROUP BY 1 ORDER BY 1""").fetchall()
     rows = {t: q(f"SELECT count(*) FROM {t}").fetchone()[0] for t in (

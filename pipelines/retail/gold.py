@@ -17,11 +17,14 @@ def _date_sk(col: str) -> pl.Expr:
     return pl.col(col).dt.strftime("%Y%m%d").cast(pl.Int32)
 
 
-def dim_date(*, orders: pl.LazyFrame, run_date) -> pl.LazyFrame:
-    """Calendar from the first order to a year past the run date (forecasts need future days)."""
+def dim_date(*, orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Calendar from the first order to a year past the last (forecasts need future days).
+
+    Bounded by the data, not the run date, so rerunning an old day rebuilds the same table.
+    """
     bounds = orders.select(
         pl.col("ordered_at").min().dt.date().alias("lo"),
-        pl.lit(run_date).cast(pl.Date).dt.offset_by("1y").alias("hi"),
+        pl.col("ordered_at").max().dt.date().dt.offset_by("1y").alias("hi"),
     )
     return date_dimension(bounds, country="FR")
 

@@ -1,0 +1,52 @@
+"""Every DAG imports cleanly, is light to parse, and follows the team's policy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+def test_retail_daily_shape_snapshot(dagbag):
+    dag = dagbag.dags["retail_daily"]
+    assert sorted(dag.task_ids) == sorted([
+        "extract_erp", "extract_supplier_api", "extract_inventory_drop",
+        "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
+        "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
+        "build_gold", "publish_catalog", "train_forecast", "score_forecast",
+    ])
+    assert dag.get_task("build_gold").upstream_task_ids == {t for t in dag.task_ids if t.startswith("silver_")}
+    assert dag.get_task("silver_order_lines").upstream_task_ids == {"extract_erp"}
+
+
+def test_every_dag_follows_policy(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.tags, dag.dag_id
+        assert dag.on_failure_callback is not None, dag.dag_id
+        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable", dag.dag_id
+        for task in dag.tasks:
+            assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure alert"
+            if task.task_id.startswith("extract_"):
+                assert task.retries >= 2 and task.retry_exponential_backoff
+            if task.task_id.startswith("silver_"):
+                assert task.retries == 0  # a quality gate failure is permanent
+
+
+def test_parsing_imports_nothing_heavy():
+    code = (f"import runpy, sys; runpy.run_path({str(DAGS / 'retail_daily.py')!r}); "
+            "print(sorted(m for m in ('polars', 'duckdb', 'xgboost', 'sklearn', 'pandera') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
