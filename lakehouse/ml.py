@@ -74,6 +74,7 @@ def register(lake: Path, *, model: object, version: str, run_date: date, feature
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
     storage.publish(pl.DataFrame([row]), lake, "gold", "ml_models", {"model_version": version})
+    # the registry row is keyed by content: retraining on the same snapshot rewrites the same row
     return row | {"model_version": version}
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 QUARANTINE = "quarantine"
 QUARANTINE_SCHEMA = {
     "rule": pl.String, "column": pl.String, "reason": pl.String, "offending_value": pl.String,
-    "source_pointer": pl.String, "record": pl.String, "record_hash": pl.String, "run_id": pl.String,
+    "source_pointer": pl.String, "record": pl.String, "record_hash": pl.String, "_run_id": pl.String,
 }
 KEEP_LINEAGE = ["_source_pointer", "_record_hash", "_ingested_at"]
 
@@ -154,7 +154,7 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl
     )
     return per_row.join(records, on="_row", how="left").select(
         "rule", "column", "reason", "offending_value", "source_pointer", "record", "record_hash",
-        pl.lit(run_id).alias("run_id"))
+        pl.lit(run_id).alias("_run_id"))
 
 
 def build(cfg: DomainConfig, entity: str) -> int:

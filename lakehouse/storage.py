@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
 LAYERS = ("bronze", "silver", "gold", "_state")
-# Columns whose value legitimately differs between two identical runs (wall clock).
-VOLATILE_COLUMNS = frozenset({"_ingested_at"})
+# Columns whose value legitimately differs between two identical runs (wall clock, run id).
+VOLATILE_COLUMNS = frozenset({"_ingested_at", "_run_id"})
 _PART_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 

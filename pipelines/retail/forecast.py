@@ -27,18 +27,35 @@ FEATURES = [f"lag_{k}" for k in LAGS] + [
     "holiday_tomorrow", "discount", "category_code", "warehouse_code", "price",
 ]
 
+# Facts as they were known at the cutoff: validated batches ingested up to it, latest
+# version of each line among those. A correction that arrives later never leaks into a
+# model trained for an earlier day, and rerunning that day trains the same model.
 DAILY_SQL = """
-WITH series AS (SELECT DISTINCT product_id, warehouse_id FROM gold.fct_order_lines),
-days AS (
-    SELECT date, is_holiday, day_of_week, month FROM gold.dim_date
-    WHERE date >= (SELECT min(order_date) FROM gold.fct_order_lines) AND date <= $until
+WITH lines AS (
+    SELECT * FROM silver.stg_order_lines WHERE ingest_date <= $last_actual
+    QUALIFY row_number() OVER (PARTITION BY order_line_id ORDER BY updated_at DESC, ingest_date DESC) = 1
+),
+orders AS (
+    SELECT * FROM silver.stg_orders WHERE ingest_date <= $last_actual
+    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 ),
 sales AS (
-    SELECT order_date AS date, product_id, warehouse_id, sum(quantity) AS units,
-           max(discount_pct) AS discount, avg(unit_price) AS price
-    FROM gold.fct_order_lines WHERE order_date <= $last_actual GROUP BY ALL
+    SELECT o.ordered_at::DATE AS date, l.product_id, l.warehouse_id, sum(l.quantity)::BIGINT AS units,
+           max(l.discount_pct) AS discount,
+           round(avg(l.unit_price), 4) AS price  -- rounded: float sums vary with thread order
+    FROM lines l JOIN orders o USING (order_id)
+    WHERE o.ordered_at::DATE <= $last_actual GROUP BY ALL
 ),
-category AS (SELECT product_id, category FROM gold.dim_product WHERE is_current)
+series AS (SELECT DISTINCT product_id, warehouse_id FROM sales),
+days AS (
+    SELECT date, is_holiday, day_of_week, month FROM gold.dim_date
+    WHERE date >= (SELECT min(date) FROM sales) AND date <= $until
+),
+category AS (
+    SELECT product_id, category FROM gold.dim_product
+    WHERE valid_from < $last_actual + INTERVAL 1 DAY
+      AND (valid_to IS NULL OR valid_to >= $last_actual + INTERVAL 1 DAY)
+)
 SELECT s.product_id, s.warehouse_id, d.date, d.is_holiday, d.day_of_week, d.month,
        CASE WHEN d.date <= $last_actual THEN coalesce(x.units, 0) END AS units,
        coalesce(x.discount, 0) AS discount, x.price, c.category
@@ -50,7 +67,7 @@ ORDER BY s.product_id, s.warehouse_id, d.date
 
 
 def daily_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: date) -> pl.DataFrame:
-    """Units per SKU x warehouse x day from the star schema (zeros filled, future rows empty)."""
+    """Units per SKU x warehouse x day as known at ``last_actual`` (zeros filled, future rows empty)."""
     return con.sql(DAILY_SQL, params={"last_actual": last_actual, "until": until}).pl()
 
 
