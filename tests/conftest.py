@@ -15,8 +15,8 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
-from lakehouse.config import DomainConfig, load_domain
-from pipelines.retail.simulator import SimulationParams, materialise
+from lakehouse.config import DomainConfig, load_domain  # noqa: E402 - after the Airflow env
+from pipelines.retail.simulator import SimulationParams, materialise  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT / "configs" / "retail"

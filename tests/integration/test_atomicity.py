@@ -66,9 +66,9 @@ def test_killed_catalog_build_keeps_the_previous_catalog(tiny):
     tiny.advance(START)
     run_day_direct(tiny.cfg, START)
     catalog = Path(tiny.cfg.catalog_path)
-    code = ("import os; os.environ['LAKEHOUSE_HOME'] = %r\n"
+    code = ("import os; os.environ['LAKEHOUSE_HOME'] = {!r}\n"
             "from lakehouse.config import load_domain; from lakehouse.catalog import build_catalog\n"
-            "cfg = load_domain(%r)\nwhile True: build_catalog(cfg)\n") % (str(tiny.home), str(
+            "cfg = load_domain({!r})\nwhile True: build_catalog(cfg)\n").format(str(tiny.home), str(
                 Path(__file__).resolve().parents[2] / "configs" / "retail"))
     rng = random.Random(7)
     for _ in range(20):
