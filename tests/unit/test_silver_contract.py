@@ -24,6 +24,7 @@ def _raw() -> pl.DataFrame:
         "product": ["SKU001", "SKU002", "SKU003", "bad", "SKU004", "SKU005"],
         "updated_at": ["2024-01-01 10:00:00"] * 6,
         "_source_pointer": [f"f.csv#row={i}" for i in range(2, 8)],
+        "_record_hash": [f"h{i}" for i in range(6)],
     })
 
 
