@@ -67,3 +67,37 @@ def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test") -> None:
         silver.build(cfg, contract.entity)
     gold.build_all(cfg, day)
     catalog.build_catalog(cfg)
+
+
+def require_service(host: str, port: int, name: str) -> None:
+    """Skip with a clear message when a service is missing locally; under CI, fail instead."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        msg = f"{name} is not reachable on {host}:{port} ({exc}); start it (see README, Tests)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI requires {msg}")
+        pytest.skip(msg)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on the machine's server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    admin = sa.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
+                             isolation_level="AUTOCOMMIT")
+    name = f"lakehouse_test_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
