@@ -206,8 +206,8 @@ class RetailWorld:
             need = (stock < avg * 7) & ~pending
             qty = np.ceil(avg * 21).astype(np.int64)
             arrival = i + lead[:, None] + np.where(failures[i][:, None], 7, 0)
-            for s_i, w_i in zip(*np.nonzero(need), strict=True):
-                pipeline[arrival[s_i, 0], s_i, w_i] += qty[s_i, w_i]
+            s_i, w_i = np.nonzero(need)
+            np.add.at(pipeline, (arrival[s_i, 0], s_i, w_i), qty[s_i, w_i])
             pending |= need
         d_idx, s_idx, w_idx = np.meshgrid(np.arange(n_d), np.arange(n_s), np.arange(n_w), indexing="ij")
         return pl.DataFrame({
