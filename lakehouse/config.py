@@ -136,6 +136,7 @@ class DomainConfig(Model):
     name: Ident
     timezone: str = "UTC"
     start_date: date
+    end_date: date | None = Field(None, description="last business date to schedule (tests, migrations)")
     schedule: str = "0 0 * * *"
     lake_root: str
     catalog_path: str
@@ -149,6 +150,11 @@ class DomainConfig(Model):
 
     def contract(self, entity: str) -> EntityContract:
         return next(c for c in self.contracts if c.entity == entity)
+
+    @field_validator("end_date", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @property
     def lake(self) -> Path:

@@ -62,6 +62,12 @@ def _fail_fast(fn):
     return wrapper
 
 
+def _end(cfg) -> datetime | None:
+    if cfg.end_date is None:
+        return None
+    return datetime.combine(cfg.end_date, datetime.min.time(), ZoneInfo(cfg.timezone))
+
+
 def build_dag(config_dir: str | Path):
     """A DAG for one domain; only config is read here, nothing heavy is imported."""
     from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
@@ -76,7 +82,8 @@ def build_dag(config_dir: str | Path):
         description=f"{cfg.name}: sources -> bronze -> silver -> gold -> DuckDB -> forecast",
         schedule=CronDataIntervalTimetable(cfg.schedule, timezone=tz),
         start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
-        catchup=True,
+        catchup=False,  # history is loaded by the start date's full load and by backfills
+        end_date=_end(cfg),
         max_active_runs=1,
         default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure},
         on_failure_callback=alerts.on_dag_failure,

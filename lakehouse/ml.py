@@ -70,7 +70,7 @@ def register(lake: Path, *, model: object, version: str, run_date: date, feature
         "train_from": train_window[0], "train_to": train_window[1], "data_hash": data_hash,
         "params": json.dumps(params, sort_keys=True), "metrics": json.dumps(metrics, sort_keys=True),
         "features": json.dumps(features), "feature_importance": json.dumps(importance, sort_keys=True),
-        "artifact": str(artifact), "libraries": json.dumps(_libraries(), sort_keys=True),
+        "artifact": str(artifact.relative_to(lake)), "libraries": json.dumps(_libraries(), sort_keys=True),
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
     storage.publish(pl.DataFrame([row]), lake, "gold", "ml_models", {"model_version": version})
@@ -78,11 +78,12 @@ def register(lake: Path, *, model: object, version: str, run_date: date, feature
     return row | {"model_version": version}
 
 
-def load_model(artifact: str) -> object:
+def load_model(lake: Path, artifact: str) -> object:
+    """Load a registered model; ``artifact`` is relative to the lake (lakes can move)."""
     import xgboost as xgb
 
     model = xgb.XGBRegressor()
-    model.load_model(artifact)
+    model.load_model(Path(lake) / artifact)
     return model
 
 

@@ -56,9 +56,9 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         server.server_close()
 
 
-def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test") -> None:
+def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test", *, ml: bool = False) -> None:
     """The DAG's steps, in its order, without Airflow (fast; the Airflow path is tested apart)."""
-    from lakehouse import bronze, catalog, gold, silver
+    from lakehouse import bronze, catalog, gold, silver, tasks
 
     for source in cfg.sources:
         bronze.ingest(cfg, source.name, day, run_id)
@@ -67,6 +67,17 @@ def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test") -> None:
         silver.build(cfg, contract.entity)
     gold.build_all(cfg, day)
     catalog.build_catalog(cfg)
+    if ml:
+        model = tasks.train(str(CONFIG_DIR), day)
+        tasks.score(str(CONFIG_DIR), day, model)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def require_service(host: str, port: int, name: str) -> None:

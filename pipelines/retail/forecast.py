@@ -123,7 +123,7 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
     horizon = cfg.ml.horizon_days
     daily = daily_demand(con, last_actual=run_date, until=run_date + timedelta(days=horizon))
     feats = features(daily.lazy()).filter(pl.col("date") > run_date).collect()
-    model = ml.load_model(artifact)
+    model = ml.load_model(cfg.lake, artifact)
     pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
     # forecast_date is the partition key, so it is not repeated inside the file
     out = feats.select(
