@@ -56,8 +56,9 @@ def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tu
             f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})")
     raw = raw.with_columns(pl.lit(None).alias(m) for m in missing)
     casts, failures = [], []
+    types = polars_schema(contract)
     for col in contract.columns:
-        target = polars_schema(contract)[col.name]
+        target = types[col.name]
         src = pl.col(col.bronze_name)
         if target == pl.Datetime("us") and raw.schema[col.bronze_name] == pl.String:
             cast = src.str.to_datetime(strict=False, time_unit="us")

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -140,13 +139,6 @@ def publish_batches(
         if writer is None:
             pl.DataFrame().write_parquet(tmp)
     return rows
-
-
-def drop_partition(lake: Path, layer: str, table: str, partition: Mapping[str, str]) -> None:
-    """Remove one partition: its data file disappears in one unlink, then the directory."""
-    target_dir = partition_dir(lake, layer, table, partition)
-    (target_dir / DATA_FILE).unlink(missing_ok=True)
-    shutil.rmtree(target_dir, ignore_errors=True)
 
 
 def exists(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
