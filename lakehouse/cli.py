@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--force-extract", action="store_true")
     sub.add_parser("catalog", help="rebuild and swap in the DuckDB catalog")
     sub.add_parser("hashes", help="print an order-independent content hash of every table")
+    sub.add_parser("rebuild", help="regenerate silver and gold from bronze alone (full refresh)")
     args = parser.parse_args(argv)
 
     from lakehouse import tasks
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(out, indent=1, default=str))
     elif args.command == "catalog":
         print(tasks.catalog(config_dir))
+    elif args.command == "rebuild":
+        from lakehouse.rebuild import rebuild
+
+        print(json.dumps(rebuild(cfg), indent=1))
     else:
         from lakehouse.storage import layer_hashes
 
