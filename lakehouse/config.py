@@ -85,6 +85,7 @@ class ColumnContract(Model):
     isin: list[str] | None = None
     pattern: str | None = None
     source_column: str | None = Field(None, description="name in bronze when it differs")
+    scd_type: Literal[1, 2] = Field(2, description="in scd2 entities: 2 opens a version, 1 overwrites")
 
     @property
     def bronze_name(self) -> str:

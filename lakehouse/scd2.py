@@ -5,15 +5,20 @@ from __future__ import annotations
 import polars as pl
 
 
-def scd2(versions: pl.LazyFrame, *, key: list[str], changed_at: str, tracked: list[str]) -> pl.LazyFrame:
+def scd2(versions: pl.LazyFrame, *, key: list[str], changed_at: str, tracked: list[str],
+         overwrite: list[str] | tuple[str, ...] = ()) -> pl.LazyFrame:
     """Turn change records into validity intervals.
 
     Validity comes from the source's change time (``changed_at``), never load time,
     so processing batches in any order gives the same history. A change record whose
     tracked columns equal the previous version's opens no new version.
+    Columns in ``overwrite`` are type 1: a change to them opens no version and every
+    version shows their latest value.
     Output adds ``valid_from``, ``valid_to`` (null while current), ``is_current``, ``version``.
     """
     ordered = versions.sort([*key, changed_at])
+    if overwrite:
+        ordered = ordered.with_columns(pl.col(c).last().over(key) for c in overwrite)
     content = pl.struct(tracked).hash(seed=0)
     return (
         ordered.with_columns(_content=content)

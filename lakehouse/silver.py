@@ -177,8 +177,9 @@ def history(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:
     if contract.history == "scd2":
         # the same version seen in two overlapping batches is one version
         deduped = latest(lf, key=[*key, contract.updated_at], order_by=["ingest_date", "_source_pointer"])
-        tracked = [c for c in cols if c not in (*key, contract.updated_at)]
-        return scd2(deduped, key=key, changed_at=contract.updated_at, tracked=tracked)
+        type1 = [c.name for c in contract.columns if c.scd_type == 1]
+        tracked = [c for c in cols if c not in (*key, contract.updated_at, *type1)]
+        return scd2(deduped, key=key, changed_at=contract.updated_at, tracked=tracked, overwrite=type1)
     if contract.history == "latest":
         return latest(lf, key=key, order_by=order)
     return lf.unique(maintain_order=False).sort([*key, *order])

@@ -39,3 +39,15 @@ def test_scd2_is_independent_of_input_order():
 def test_latest_keeps_newest_version_per_key():
     out = latest(_changes(), key=["id"], order_by=["updated_at"]).collect().sort("id", nulls_last=True)
     assert out["price"].to_list() == [2.0, 5.0, 9.0]
+
+
+def test_type1_columns_overwrite_without_opening_versions():
+    changes = pl.LazyFrame({
+        "id": ["a", "a", "a"],
+        "price": [1.0, 1.0, 2.0],
+        "name": ["old", "renamed", "renamed again"],
+        "updated_at": [datetime(2024, 1, 1), datetime(2024, 1, 2), datetime(2024, 1, 3)],
+    })
+    out = scd2(changes, key=["id"], changed_at="updated_at", tracked=["price"], overwrite=["name"]).collect()
+    assert out["price"].to_list() == [1.0, 2.0]  # the rename on 01-02 opened no version
+    assert out["name"].to_list() == ["renamed again", "renamed again"]
