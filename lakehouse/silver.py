@@ -159,13 +159,45 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl
 
 
 def build(cfg: DomainConfig, entity: str) -> int:
-    """Rebuild ``silver/<entity>`` from every staged batch; returns its row count."""
+    """Rebuild ``silver/<entity>`` from every staged batch; returns its row count.
+
+    Versions that batches disagree on (same key and ``updated_at``, different values)
+    are refused: they go to ``silver/quarantine_conflicts/entity=X`` and not to silver.
+    """
     contract = cfg.contract(entity)
     staged = storage.scan(cfg.lake, "silver", stg_table(entity))
+    if contract.updated_at:
+        conflicts = conflicting_versions(staged, contract)
+        storage.publish(conflicts, cfg.lake, "silver", "quarantine_conflicts", {"entity": entity})
+        version = [*contract.primary_key, contract.updated_at]
+        staged = staged.join(conflicts.select(pl.col("_key").str.json_decode(
+            pl.Struct({k: staged.collect_schema()[k] for k in version})).struct.unnest()),
+            on=version, how="anti", nulls_equal=True)
     lf = history(staged, contract)
     storage.publish(lf, cfg.lake, "silver", entity)
     return pl.scan_parquet(storage.partition_dir(cfg.lake, "silver", entity) / storage.DATA_FILE) \
         .select(pl.len()).collect().item()
+
+
+def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:
+    """Pure: (key, ``updated_at``) pairs whose content differs between staged batches."""
+    version = [*contract.primary_key, contract.updated_at]
+    content = [c.name for c in contract.columns if c.name not in version]
+    return (
+        staged.group_by(version)
+        .agg(pl.struct(content).n_unique().alias("_n"),
+             pl.col("_source_pointer").sort().str.join(", ").alias("source_pointers"),
+             pl.struct(content).sort_by("ingest_date").struct.json_encode().str.join("; ").alias("versions"))
+        .filter(pl.col("_n") > 1)
+        .select(
+            pl.struct(version).struct.json_encode().alias("_key"),
+            pl.lit("conflicting_versions").alias("rule"),
+            pl.format("{} versions with the same key and {} differ: {}", "_n", pl.lit(contract.updated_at),
+                      "versions").alias("reason"),
+            "source_pointers",
+        )
+        .sort("_key")
+    )
 
 
 def history(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:

@@ -70,3 +70,17 @@ def test_any_processing_order_gives_the_same_history(tmp_path_factory, stream, s
     assert a.filter(pl.col("is_current")).get_column("item_id").is_duplicated().sum() == 0
     chained = a.sort("item_id", "valid_from").with_columns(nxt=pl.col("valid_from").shift(-1).over("item_id"))
     assert chained.filter(pl.col("valid_to").ne_missing(pl.col("nxt"))).height == 0
+
+
+def test_batches_that_disagree_on_a_version_are_refused(tmp_path):
+    cfg = _cfg(tmp_path)
+    row = {"item_id": "a", "updated_at": T0, "_record_hash": "h", "_ingested_at": T0}
+    for day, price in ((date(2024, 1, 1), 1.0), (date(2024, 1, 2), 5.0), (date(2024, 1, 3), 1.0)):
+        frame = pl.DataFrame([row | {"price": price, "_source_pointer": f"{day}#row=2"}])
+        storage.publish(frame, tmp_path, "bronze", "src__items", {"ingest_date": day.isoformat()})
+        silver.stage(cfg, "items", day, "t")
+    silver.build(cfg, "items")
+    assert storage.scan(tmp_path, "silver", "items").collect().height == 0
+    refused = storage.scan(tmp_path, "silver", "quarantine_conflicts").collect()
+    assert refused["rule"].to_list() == ["conflicting_versions"]
+    assert "2024-01-02#row=2" in refused["source_pointers"][0]
