@@ -168,22 +168,24 @@ def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False) -> pl.
     )
 
 
-def content_hash(lake: Path, layer: str, table: str) -> str:
+def content_hash(lake: Path, layer: str, table: str, *, ignore: Iterable[str] = ()) -> str:
     """Order-independent hash of a table's rows, ignoring wall-clock lineage columns.
 
     Two runs that produce the same rows (in any order, in any file layout) hash equal.
+    ``ignore`` drops more columns, e.g. the lineage of which batch delivered a row.
     """
     lf = scan(lake, layer, table, missing_ok=True)
     if lf is None:
         return "empty"
-    cols = sorted(c for c in lf.collect_schema().names() if c not in VOLATILE_COLUMNS)
+    skip = VOLATILE_COLUMNS | set(ignore)
+    cols = sorted(c for c in lf.collect_schema().names() if c not in skip)
     hashes = lf.select(pl.struct(cols).hash(seed=0).alias("h")).sort("h").collect()["h"]
     digest = hashlib.sha256(hashes.to_numpy().tobytes())
     digest.update(",".join(cols).encode())
     return digest.hexdigest()
 
 
-def layer_hashes(lake: Path) -> dict[str, str]:
+def layer_hashes(lake: Path, *, ignore: Iterable[str] = ()) -> dict[str, str]:
     """``{"layer.table": hash}`` for every table in bronze, silver and gold."""
     out = {}
     for layer in ("bronze", "silver", "gold"):
@@ -191,7 +193,7 @@ def layer_hashes(lake: Path) -> dict[str, str]:
         if not base.exists():
             continue
         for tdir in sorted(p for p in base.iterdir() if p.is_dir()):
-            out[f"{layer}.{tdir.name}"] = content_hash(lake, layer, tdir.name)
+            out[f"{layer}.{tdir.name}"] = content_hash(lake, layer, tdir.name, ignore=ignore)
     return out
 
 
