@@ -42,6 +42,22 @@ def stg_table(entity: str) -> str:
     return f"stg_{entity}"
 
 
+def _cast(src: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Non-strict cast: a value that does not parse becomes null (and is caught as a reject)."""
+    if source != pl.String:
+        return src.cast(target, strict=False)
+    if target == pl.Datetime("us"):
+        return src.str.to_datetime(strict=False, time_unit="us")
+    if target == pl.Date:
+        # spreadsheets hand dates over as "YYYY-MM-DD 00:00:00"
+        return pl.coalesce(src.str.to_date(strict=False),
+                           src.str.to_datetime(strict=False, time_unit="us").dt.date())
+    if target == pl.Boolean:
+        return src.str.to_lowercase().replace_strict(
+            {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
+    return src.str.strip_chars().cast(target, strict=False)
+
+
 def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast a raw batch to the contract's types.
 
@@ -58,20 +74,8 @@ def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tu
     casts, failures = [], []
     types = polars_schema(contract)
     for col in contract.columns:
-        target = types[col.name]
         src = pl.col(col.bronze_name)
-        if target == pl.Datetime("us") and raw.schema[col.bronze_name] == pl.String:
-            cast = src.str.to_datetime(strict=False, time_unit="us")
-        elif target == pl.Date and raw.schema[col.bronze_name] == pl.String:
-            # spreadsheets hand dates over as "YYYY-MM-DD 00:00:00"
-            cast = pl.coalesce(src.str.to_date(strict=False),
-                               src.str.to_datetime(strict=False, time_unit="us").dt.date())
-        elif target == pl.Boolean and raw.schema[col.bronze_name] == pl.String:
-            cast = src.str.to_lowercase().replace_strict({"true": True, "false": False, "1": True, "0": False},
-                                                        default=None, return_dtype=pl.Boolean)
-        else:
-            cast = src.str.strip_chars().cast(target, strict=False) if raw.schema[col.bronze_name] == pl.String \
-                else src.cast(target, strict=False)
+        cast = _cast(src, raw.schema[col.bronze_name], types[col.name])
         casts.append(cast.alias(col.name))
         failures.append(
             pl.when(src.is_not_null() & cast.is_null())
