@@ -100,8 +100,8 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
     """Build and atomically publish one gold table; returns its row count."""
     builder = load_builder(table.builder)
     frame = builder(**resolve_inputs(cfg, builder, run_date))
-    path = storage.publish(frame, cfg.lake, "gold", table.name)
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    storage.publish(frame, cfg.lake, "gold", table.name)
+    rows = storage.row_count(cfg.lake, "gold", table.name)
     log.info("gold.%s: %d rows", table.name, rows)
     return rows
 

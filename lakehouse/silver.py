@@ -179,8 +179,7 @@ def build(cfg: DomainConfig, entity: str) -> int:
             on=version, how="anti", nulls_equal=True)
     lf = history(staged, contract)
     storage.publish(lf, cfg.lake, "silver", entity)
-    return pl.scan_parquet(storage.partition_dir(cfg.lake, "silver", entity) / storage.DATA_FILE) \
-        .select(pl.len()).collect().item()
+    return storage.row_count(cfg.lake, "silver", entity)
 
 
 def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:

@@ -168,6 +168,12 @@ def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False) -> pl.
     )
 
 
+def row_count(lake: Path, layer: str, table: str) -> int:
+    """Rows in a published table, read from Parquet metadata (no data is scanned)."""
+    lf = scan(lake, layer, table, missing_ok=True)
+    return 0 if lf is None else lf.select(pl.len()).collect().item()
+
+
 def content_hash(lake: Path, layer: str, table: str, *, ignore: Iterable[str] = ()) -> str:
     """Order-independent hash of a table's rows, ignoring wall-clock lineage columns.
 

@@ -19,9 +19,6 @@ class Window:
     start: datetime | None
     end: datetime
 
-    def contains(self, moment: datetime) -> bool:
-        return (self.start is None or moment >= self.start) and moment < self.end
-
 
 @dataclass
 class Extracted:

@@ -24,10 +24,6 @@ from pipelines.retail.simulator import SimulationParams, materialise
 CONFIG_DIR = PROJECT / "configs" / "retail"
 
 
-def sources_env(home: Path) -> dict[str, str]:
-    return {"LAKEHOUSE_HOME": str(home)}
-
-
 def api_file(home: Path) -> Path:
     return home / "data" / "sources" / "api" / "supplier_performance.parquet"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -45,7 +45,6 @@ class SimulationParams:
     inventory_days: int = 45
     seed: int = 7
     dirty_rate: float = 0.002  # share of order lines / count rows that break a contract
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def days(self) -> list[date]:
