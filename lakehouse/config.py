@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 IDENT = r"^[a-z_][a-z0-9_]*$"
 Ident = Annotated[str, Field(pattern=IDENT)]
@@ -36,6 +36,8 @@ class DatabaseEntity(Model):
     entity: Ident
     table: Ident
     updated_at: Ident = "updated_at"
+    full_extract: bool = Field(
+        False, description="read the whole table every run (a snapshot), e.g. to detect hard deletes")
 
 
 class DatabaseSource(Model):
@@ -92,6 +94,20 @@ class ColumnContract(Model):
         return self.source_column or self.name
 
 
+class Deletes(Model):
+    """How a source tells us a record was deleted; silver keeps it as a version with ``is_deleted``."""
+
+    flag_column: Ident | None = Field(None, description="a boolean column the source sets on delete")
+    missing_from_snapshot: bool = Field(
+        False, description="each batch is a full extract: a key absent from a batch was deleted")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> Deletes:
+        if self.missing_from_snapshot == bool(self.flag_column):
+            raise ValueError("set exactly one of flag_column or missing_from_snapshot")
+        return self
+
+
 class EntityContract(Model):
     """What a silver entity must look like; drives typing, validation and history."""
 
@@ -102,6 +118,7 @@ class EntityContract(Model):
     updated_at: Ident | None = None
     history: Literal["scd2", "latest", "events"] = "latest"
     max_quarantine_rate: float = Field(0.2, ge=0, le=1, description="above it the batch blocks")
+    deletes: Deletes | None = None
     columns: list[ColumnContract]
 
     @field_validator("columns")
@@ -113,12 +130,30 @@ class EntityContract(Model):
             raise ValueError(f"duplicate column names: {sorted(dupes)}")
         return cols
 
+    @model_validator(mode="after")
+    def _deletes_flag_is_a_bool_column(self) -> EntityContract:
+        flag = self.deletes.flag_column if self.deletes else None
+        if flag and not any(c.name == flag and c.type == "bool" for c in self.columns):
+            raise ValueError(f"deletes.flag_column {flag!r} must be a bool column of the contract")
+        return self
+
 
 # --------------------------------------------------------------------------- gold, ml, domain
+class Retention(Model):
+    """How long raw batches and rejects are kept; ``None`` keeps them forever."""
+
+    bronze_days: int | None = Field(None, ge=1)
+    quarantine_days: int | None = Field(None, ge=1)
+    grace_hours: float = Field(
+        24, ge=0, description="expired or superseded files stay readable this long before deletion")
+
+
 class GoldTable(Model):
     name: Annotated[str, Field(pattern=r"^(fct|dim|agg)_[a-z0-9_]+$")]
     builder: str = Field(description="dotted path to a LazyFrame builder in pipelines/<domain>")
     description: str
+    partition_by: Ident | None = Field(
+        None, description="a date column: one partition per value; a run rewrites only changed ones")
     columns: dict[str, str] = {}
 
 
@@ -145,6 +180,7 @@ class DomainConfig(Model):
     contracts: list[EntityContract]
     gold: list[GoldTable]
     ml: MLConfig | None = None
+    retention: Retention = Retention()
 
     def source(self, name: str) -> DatabaseSource | RestSource | FileSource:
         return next(s for s in self.sources if s.name == name)

@@ -38,21 +38,51 @@ def surrogate_key(*columns: str) -> pl.Expr:
     return joined.map_batches(_md5_int64, return_dtype=pl.Int64)
 
 
+def version_key(key: str) -> pl.Expr:
+    """Surrogate key of an SCD2 version (needs ``version`` and ``valid_from``).
+
+    A member's first version is keyed on the natural key alone, later versions on
+    (natural key, ``valid_from``). An inferred member (see ``with_inferred_members``)
+    gets the same key as the first version, so when the real record arrives the
+    placeholder is completed in place and facts already pointing at it stay valid.
+    """
+    return (pl.when(pl.col("version") == 1).then(surrogate_key(key))
+            .otherwise(surrogate_key(key, "valid_from")))
+
+
+def with_inferred_members(dim: pl.LazyFrame, references: list[pl.LazyFrame], *, key: str,
+                          sk: str) -> pl.LazyFrame:
+    """Add a placeholder row for every ``key`` that facts reference but the dimension lacks.
+
+    Placeholders (``is_inferred = true``) have null attributes and the member key of
+    ``version_key``; they disappear, with their key taken over by the real first
+    version, as soon as the member's record arrives (late-arriving dimension member).
+    """
+    known = dim.select(key).unique()
+    missing = (pl.concat([r.select(pl.col(key)) for r in references]).drop_nulls().unique()
+               .join(known, on=key, how="anti"))
+    placeholders = missing.select(surrogate_key(key).alias(sk), key).with_columns(
+        version=pl.lit(1, pl.Int32), is_current=pl.lit(True), is_inferred=pl.lit(True))
+    return pl.concat([dim.with_columns(is_inferred=pl.lit(False)), placeholders],
+                     how="diagonal_relaxed").sort(key, "version")
+
+
 def point_in_time(facts: pl.LazyFrame, dim: pl.LazyFrame, *, key: str, at: str, sk: str) -> pl.LazyFrame:
     """Attach the surrogate key of the dimension version valid at each fact's ``at``.
 
-    A fact older than the member's first known version takes that first version
-    (the member existed, we just learnt of it late); an unknown member gets ``-1``.
+    A fact older than the member's first known version, or whose member is only
+    inferred so far, takes the member key (``version_key`` of the first version):
+    the member existed, we just learnt of it late. A null natural key gets ``-1``.
     """
-    versions = dim.select(key, pl.col("valid_from").alias("_valid_from"), sk).sort("_valid_from")
-    first = dim.sort("valid_from").group_by(key).agg(pl.col(sk).first().alias("_first_sk"))
+    versions = (dim.filter(pl.col("valid_from").is_not_null())
+                .select(key, pl.col("valid_from").alias("_valid_from"), sk).sort("_valid_from"))
+    member = pl.when(pl.col(key).is_not_null()).then(surrogate_key(key))
     return (
         facts.sort(at)
         .join_asof(versions, left_on=at, right_on="_valid_from", by=key, strategy="backward",
                    check_sortedness=False)
-        .join(first, on=key, how="left")
-        .with_columns(pl.coalesce(sk, "_first_sk", pl.lit(UNKNOWN_SK, pl.Int64)).alias(sk))
-        .drop("_valid_from", "_first_sk")
+        .with_columns(pl.coalesce(sk, member, pl.lit(UNKNOWN_SK, pl.Int64)).alias(sk))
+        .drop("_valid_from")
     )
 
 

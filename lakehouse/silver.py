@@ -19,7 +19,7 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse import storage
+from lakehouse import deletes, storage
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig, EntityContract
 from lakehouse.contracts import pandera_schema, polars_schema
@@ -177,7 +177,7 @@ def build(cfg: DomainConfig, entity: str) -> int:
         staged = staged.join(conflicts.select(pl.col("_key").str.json_decode(
             pl.Struct({k: staged.collect_schema()[k] for k in version})).struct.unnest()),
             on=version, how="anti", nulls_equal=True)
-    lf = history(staged, contract)
+    lf = history(staged, contract, cfg.timezone)
     storage.publish(lf, cfg.lake, "silver", entity)
     return storage.row_count(cfg.lake, "silver", entity)
 
@@ -203,12 +203,18 @@ def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.L
     )
 
 
-def history(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:
+def history(staged: pl.LazyFrame, contract: EntityContract, tz: str = "UTC") -> pl.LazyFrame:
     """Pure: staged batches (with ``ingest_date``) -> the silver table for the contract's history mode."""
     cols = [c.name for c in contract.columns]
     key = contract.primary_key
     order = [*([contract.updated_at] if contract.updated_at else []), "ingest_date", "_source_pointer"]
     lf = staged.select(*cols, "ingest_date", "_source_pointer")
+    if contract.deletes and contract.deletes.flag_column:
+        lf = deletes.from_flag(lf, contract.deletes.flag_column)
+    elif contract.deletes:
+        lf = deletes.from_snapshots(lf, key=key, changed_at=contract.updated_at, batch="ingest_date", tz=tz)
+    if contract.deletes and deletes.IS_DELETED not in cols:
+        cols.append(deletes.IS_DELETED)
     if contract.history == "scd2":
         # the same version seen in two overlapping batches is one version
         deduped = latest(lf, key=[*key, contract.updated_at], order_by=["ingest_date", "_source_pointer"])

@@ -16,6 +16,9 @@ BATCH_ROWS = 100_000
 class DatabaseExtractor:
     """Reads each configured table for rows whose ``updated_at`` falls in the window.
 
+    A ``full_extract`` table is read whole every run: a snapshot, from which silver
+    infers hard deletes (a key missing from a later snapshot).
+
     Identifiers come from validated config and are quoted by SQLAlchemy; window
     bounds are bound parameters, never formatted into SQL. Rows stream in batches
     so a large initial load never sits in memory at once.
@@ -32,9 +35,11 @@ class DatabaseExtractor:
             for ent in self.source.entities:
                 table = sa.Table(ent.table, meta, autoload_with=engine)
                 upd = table.c[ent.updated_at]
-                query = sa.select(table).where(upd < window.end)
-                if window.start is not None:
-                    query = query.where(upd >= window.start)
+                query = sa.select(table)
+                if not ent.full_extract:  # a snapshot reads every row, whatever its updated_at
+                    query = query.where(upd < window.end)
+                    if window.start is not None:
+                        query = query.where(upd >= window.start)
                 pk = [c.name for c in table.primary_key.columns] or [table.c[0].name]
                 query = query.order_by(upd, *(table.c[k] for k in pk))
                 with engine.connect() as conn:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from lakehouse.gold import date_dimension, point_in_time, surrogate_key
+from lakehouse.gold import (
+    date_dimension,
+    point_in_time,
+    surrogate_key,
+    version_key,
+    with_inferred_members,
+)
 
 SCD2_COLUMNS = ["valid_from", "valid_to", "is_current", "version"]
 
@@ -35,19 +41,26 @@ def dim_warehouse(*, warehouses: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def dim_supplier(*, suppliers: pl.LazyFrame) -> pl.LazyFrame:
-    return suppliers.select(surrogate_key("supplier_id", "valid_from").alias("supplier_sk"),
-                            "supplier_id", "name", "country", *SCD2_COLUMNS)
+    """Suppliers; one delisted from the ERP shows a deleted version until it is listed again."""
+    return suppliers.select(version_key("supplier_id").alias("supplier_sk"),
+                            "supplier_id", "name", "country", "is_deleted", *SCD2_COLUMNS)
 
 
-def dim_product(*, products: pl.LazyFrame) -> pl.LazyFrame:
-    return products.select(surrogate_key("product_id", "valid_from").alias("product_sk"), "product_id",
-                           "name", "category", "supplier_id", "unit_price", "is_discontinued",
-                           *SCD2_COLUMNS)
+def dim_product(*, products: pl.LazyFrame, order_lines: pl.LazyFrame,
+                inventory_counts: pl.LazyFrame) -> pl.LazyFrame:
+    """Product versions, plus inferred members for SKUs sold or counted before their record arrived."""
+    versions = products.select(version_key("product_id").alias("product_sk"), "product_id",
+                               "name", "category", "supplier_id", "unit_price", "is_discontinued",
+                               *SCD2_COLUMNS)
+    return with_inferred_members(versions, [order_lines, inventory_counts], key="product_id",
+                                 sk="product_sk")
 
 
-def dim_customer(*, customers: pl.LazyFrame) -> pl.LazyFrame:
-    return customers.select(surrogate_key("customer_id", "valid_from").alias("customer_sk"),
-                            "customer_id", "name", "segment", "city", *SCD2_COLUMNS)
+def dim_customer(*, customers: pl.LazyFrame, orders: pl.LazyFrame) -> pl.LazyFrame:
+    """Customer versions; a closed account is a version with ``is_deleted``, a reopened one a new one."""
+    versions = customers.select(version_key("customer_id").alias("customer_sk"),
+                                "customer_id", "name", "segment", "city", "is_deleted", *SCD2_COLUMNS)
+    return with_inferred_members(versions, [orders], key="customer_id", sk="customer_sk")
 
 
 def fct_order_lines(*, order_lines: pl.LazyFrame, orders: pl.LazyFrame, dim_product: pl.LazyFrame,

@@ -138,6 +138,7 @@ class RetailWorld:
                 "segment": ["retail", "horeca", "wholesale"][i % 3],
                 "city": CITIES[int(rng.integers(0, len(CITIES)))],
                 "email": f"customer{i + 1}@example.com",
+                "is_deleted": False,
                 "updated_at": created,
             }
             rows.append(dict(version))
@@ -146,6 +147,13 @@ class RetailWorld:
                 version["city"] = CITIES[int(rng.integers(0, len(CITIES)))]
                 version["updated_at"] = datetime.combine(day, datetime.min.time()) + timedelta(hours=11)
                 rows.append(dict(version))
+            # some accounts are closed (flagged deleted); half of those are reopened later
+            if i > 0 and rng.random() < 0.06:
+                closed = max(version["updated_at"], datetime.combine(
+                    self.p.days[int(rng.integers(1, len(self.p.days)))], datetime.min.time())) + timedelta(hours=15)
+                rows.append(version | {"is_deleted": True, "updated_at": closed})
+                if rng.random() < 0.5:
+                    rows.append(version | {"updated_at": closed + timedelta(days=int(rng.integers(5, 40)))})
         return pl.DataFrame(rows).sort("customer_id", "updated_at")
 
     # ------------------------------------------------------------------ demand and stock
@@ -245,6 +253,13 @@ class RetailWorld:
             ordered_at=pl.col("day").cast(pl.Datetime("us")) + pl.duration(
                 seconds=pl.Series(rng.integers(7 * 3600, 21 * 3600, n_o))),
         )
+        # a closed account places no orders: those go to the first customer, never closed
+        status = self.customer_versions.select("customer_id", "updated_at", "is_deleted").sort("updated_at")
+        orders = orders.sort("ordered_at").join_asof(
+            status, left_on="ordered_at", right_on="updated_at", by="customer_id", strategy="backward",
+            check_sortedness=False,
+        ).with_columns(customer_id=pl.when(pl.col("is_deleted")).then(pl.lit("CUS000001"))
+                       .otherwise(pl.col("customer_id"))).drop("updated_at", "is_deleted").sort("order_id")
         lines = lines.join(orders.select("day", "warehouse_id", "_grp", "order_id", "ordered_at"),
                            on=["day", "warehouse_id", "_grp"]).drop("_grp")
         prices = self.product_versions.select("product_id", "updated_at", "unit_price").sort("updated_at")
@@ -259,7 +274,7 @@ class RetailWorld:
         dirty = rng.random(n) < self.p.dirty_rate
         lines = lines.with_columns(
             quantity=pl.when(pl.Series(dirty)).then(-pl.col("quantity")).otherwise(pl.col("quantity")))
-        # 1% of lines are corrected 1-3 days later (quantity re-keyed); the ERP keeps the latest
+        # 1% of lines are corrected 1-3 days later (quantity re-keyed): late-arriving changes
         corrected = rng.random(n) < 0.01
         corrections = lines.filter(pl.Series(corrected) & ~pl.Series(dirty)).with_columns(
             quantity=pl.col("quantity") + 1,
@@ -302,21 +317,37 @@ class RetailWorld:
 
     # ------------------------------------------------------------------ as-of views
     def erp_as_of(self, day: date) -> dict[str, pl.DataFrame]:
-        """ERP tables as the database holds them at the end of ``day`` (latest versions)."""
+        """ERP tables as the database holds them at the end of ``day``.
+
+        Products, customers and order lines are system-versioned: every row version
+        stays with its ``updated_at`` (as a temporal table or a CDC feed exposes them),
+        so extraction by change time never misses an intermediate version. Suppliers
+        are a plain table: the last supplier is hard-deleted (delisted) for one day,
+        two days before ``end``. The last SKU's record is keyed into the ERP only on
+        that day, although it sold before: facts meet it as an inferred member first.
+        """
         cutoff = datetime.combine(day + timedelta(days=1), datetime.min.time())
         _ = self.order_lines  # builds self.orders
-
-        def latest(df: pl.DataFrame, key: str) -> pl.DataFrame:
-            return (df.filter(pl.col("updated_at") < cutoff).sort(key, "updated_at")
-                    .unique(key, keep="last", maintain_order=True))
-
+        incident = self.p.end - timedelta(days=2)
+        late_sku = self._product_base["product_id"][-1]
+        products = self.product_versions.filter(pl.col("updated_at") < cutoff)
+        if day < incident:
+            products = products.filter(pl.col("product_id") != late_sku)
+        else:
+            keyed_in = datetime.combine(incident, datetime.min.time()) + timedelta(hours=10)
+            late = (products.filter(pl.col("product_id") == late_sku).sort("updated_at").tail(1)
+                    .with_columns(updated_at=pl.max_horizontal("updated_at", pl.lit(keyed_in))))
+            products = pl.concat([products.filter(pl.col("product_id") != late_sku), late])
+        suppliers = self.suppliers.drop("lead_time_days")
+        if day == incident:
+            suppliers = suppliers.head(-1)
         return {
             "warehouses": self.warehouses,
-            "suppliers": self.suppliers.drop("lead_time_days"),
-            "products": latest(self.product_versions, "product_id"),
-            "customers": latest(self.customer_versions, "customer_id"),
+            "suppliers": suppliers,
+            "products": products.sort("product_id", "updated_at"),
+            "customers": self.customer_versions.filter(pl.col("updated_at") < cutoff),
             "orders": self.orders.filter(pl.col("updated_at") < cutoff),
-            "order_lines": latest(self.order_lines, "order_line_id"),
+            "order_lines": self.order_lines.filter(pl.col("updated_at") < cutoff),
         }
 
 
