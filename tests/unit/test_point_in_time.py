@@ -2,7 +2,13 @@ from datetime import datetime
 
 import polars as pl
 
-from lakehouse.gold import UNKNOWN_SK, point_in_time, surrogate_key, version_key, with_inferred_members
+from lakehouse.gold import (
+    UNKNOWN_SK,
+    point_in_time,
+    surrogate_key,
+    version_key,
+    with_inferred_members,
+)
 
 DIM = pl.LazyFrame({
     "product_id": ["p", "p", "p", "q"],
