@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("catalog", help="rebuild and swap in the DuckDB catalog")
     sub.add_parser("hashes", help="print an order-independent content hash of every table")
     sub.add_parser("rebuild", help="regenerate silver and gold from bronze alone (full refresh)")
+    ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
+    ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
+    vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
+    vac.add_argument("--grace-hours", type=float, default=None)
     args = parser.parse_args(argv)
 
     from lakehouse import tasks
@@ -51,6 +55,13 @@ def main(argv: list[str] | None = None) -> None:
         from lakehouse.rebuild import rebuild
 
         print(json.dumps(rebuild(cfg), indent=1))
+    elif args.command == "retention":
+        print(json.dumps(tasks.retention(config_dir, args.date)))
+    elif args.command == "vacuum":
+        from lakehouse.storage import vacuum
+
+        grace = cfg.retention.grace_hours if args.grace_hours is None else args.grace_hours
+        print(json.dumps([str(p) for p in vacuum(cfg.lake, grace)], indent=1))
     else:
         from lakehouse.storage import layer_hashes
 

@@ -120,6 +120,10 @@ def build_dag(config_dir: str | Path):
         def publish_catalog() -> str:
             return tasks.catalog(config_dir)
 
+        @task(task_id="apply_retention")
+        def apply_retention() -> dict:
+            return tasks.retention(config_dir, business_date(tz))
+
         @task(task_id="train_forecast")
         def train_forecast() -> dict:
             return tasks.train(config_dir, business_date(tz))
@@ -132,6 +136,7 @@ def build_dag(config_dir: str | Path):
         silvers >> gold
         catalog = publish_catalog()
         gold >> catalog
+        catalog >> apply_retention()
         model = train_forecast()
         catalog >> model
         score_forecast(model)

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -139,6 +141,105 @@ def publish_batches(
         if writer is None:
             pl.DataFrame().write_parquet(tmp)
     return rows
+
+
+def publish_partitioned(frame: pl.LazyFrame, lake: Path, layer: str, table: str, by: str) -> dict[str, int]:
+    """Publish ``frame`` as the whole table, one partition per value of ``by``, rewriting only what changed.
+
+    The frame is streamed into a staging area (one file per partition), then each
+    partition whose bytes differ from the published one is swapped in with the usual
+    atomic rename; identical partitions are left untouched (same file, same inode),
+    and published partitions the frame no longer has are retired (see ``retire``).
+    Each partition is atomic; a reader querying during the swap may see some
+    partitions of the new state next to others of the old one, as with any
+    Hive-partitioned table. Returns counts of ``written``, ``unchanged`` and ``retired``.
+    """
+    _check_name("partition key", by)
+    staging = Path(lake) / "_state" / "_staging" / uuid.uuid4().hex
+    try:
+        frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=False), mkdir=True,
+                           compression="zstd", statistics=True)
+        staged = {d.name.split("=", 1)[1]: next(d.glob("*.parquet")) for d in staging.glob(f"{by}=*")}
+        counts = {"written": 0, "unchanged": 0, "retired": 0}
+        for value, new in sorted(staged.items()):
+            target_dir = partition_dir(lake, layer, table, {by: value})
+            old = target_dir / DATA_FILE
+            if old.exists() and _same_bytes(old, new):
+                counts["unchanged"] += 1
+                continue
+            target_dir.mkdir(parents=True, exist_ok=True)
+            _fsync_path(new)
+            os.replace(new, old)
+            _fsync_path(target_dir)
+            counts["written"] += 1
+        for part in partitions(lake, layer, table):
+            if part.get(by) not in staged:
+                retire(partition_dir(lake, layer, table, part) / DATA_FILE)
+                counts["retired"] += 1
+        return counts
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return file_digest(a) == file_digest(b)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+RETIRED = ".retired-"
+
+
+def retire(path: Path) -> Path:
+    """Take a published file out of its table without breaking readers that have it open.
+
+    The file is renamed to a hidden ``.retired-<unix time>-<name>`` next to it: globbing
+    readers stop seeing it at once, a query that already opened it keeps reading it
+    (POSIX keeps the inode alive), and ``vacuum`` deletes it after the grace period.
+    """
+    path = Path(path)
+    target = path.with_name(f"{RETIRED}{int(time.time())}-{uuid.uuid4().hex[:8]}-{path.name}")
+    os.replace(path, target)
+    _fsync_path(path.parent)
+    return target
+
+
+def vacuum(lake: Path, grace_hours: float) -> list[Path]:
+    """Delete retired files and leftovers of killed writers older than ``grace_hours``.
+
+    The grace period must exceed the longest query, as with Delta Lake's VACUUM: a
+    file younger than it may still be read and is kept.
+    """
+    cutoff = time.time() - grace_hours * 3600
+    removed = []
+    for layer in ("bronze", "silver", "gold"):
+        base = Path(lake) / layer
+        if not base.exists():
+            continue
+        for path in base.rglob(".*"):
+            if not path.is_file() or path.stat().st_mtime > cutoff:
+                continue
+            if path.name.startswith(RETIRED):
+                stamp = int(path.name[len(RETIRED):].split("-", 1)[0])
+                if stamp > cutoff:
+                    continue
+            elif not path.name.endswith(".tmp"):
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for directory in sorted({p.parent for p in removed}, reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # a partition folder left empty by retention
+    return removed
 
 
 def exists(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:

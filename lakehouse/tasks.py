@@ -46,6 +46,12 @@ def catalog(config_dir: str) -> str:
     return str(build_catalog(_cfg(config_dir)))
 
 
+def retention(config_dir: str, run_date: date) -> dict:
+    from lakehouse.retention import apply_retention
+
+    return apply_retention(_cfg(config_dir), run_date)
+
+
 def _forecast_module(cfg: DomainConfig):
     import importlib
 

@@ -58,7 +58,7 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test", *, ml: bool = False) -> None:
     """The DAG's steps, in its order, without Airflow (fast; the Airflow path is tested apart)."""
-    from lakehouse import bronze, catalog, gold, silver, tasks
+    from lakehouse import bronze, catalog, gold, retention, silver, tasks
 
     for source in cfg.sources:
         bronze.ingest(cfg, source.name, day, run_id)
@@ -67,6 +67,7 @@ def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test", *, ml: bo
         silver.build(cfg, contract.entity)
     gold.build_all(cfg, day)
     catalog.build_catalog(cfg)
+    retention.apply_retention(cfg, day)
     if ml:
         model = tasks.train(str(CONFIG_DIR), day)
         tasks.score(str(CONFIG_DIR), day, model)

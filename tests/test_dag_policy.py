@@ -26,8 +26,9 @@ def test_retail_daily_shape_snapshot(dagbag):
         "extract_erp", "extract_supplier_api", "extract_inventory_drop",
         "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
         "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
-        "build_gold", "publish_catalog", "train_forecast", "score_forecast",
+        "build_gold", "publish_catalog", "apply_retention", "train_forecast", "score_forecast",
     ])
+    assert dag.get_task("apply_retention").upstream_task_ids == {"publish_catalog"}
     assert dag.get_task("build_gold").upstream_task_ids == {t for t in dag.task_ids if t.startswith("silver_")}
     assert dag.get_task("silver_order_lines").upstream_task_ids == {"extract_erp"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,18 +10,11 @@ import polars as pl
 
 from lakehouse.config import FileSource
 from lakehouse.extract.base import Extracted, Window
+from lakehouse.storage import file_digest
 
 
 class FileError(ValueError):
     """A dropped file cannot be read; the message names the file."""
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_raw(path: Path) -> pl.DataFrame:

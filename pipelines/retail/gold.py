@@ -112,3 +112,33 @@ def agg_sales_category_warehouse_daily(*, fct_order_lines: pl.LazyFrame,
         )
         .sort("order_date", "category", "warehouse_id")
     )
+
+
+def fct_forecast_accuracy(*, fct_demand_forecast: pl.LazyFrame | None,
+                          fct_order_lines: pl.LazyFrame) -> pl.LazyFrame | None:
+    """Each forecast whose target date has actuals, next to the units sold as known now.
+
+    Built from the current fact table, so a late correction to a day's sales rewrites
+    that target date's partition in the same run. Target dates after the last day with
+    sales have no actuals yet and are left out.
+    """
+    if fct_demand_forecast is None:
+        return None
+    actuals = fct_order_lines.group_by("order_date", "product_id", "warehouse_id").agg(
+        pl.col("quantity").sum().alias("actual_units"))
+    last_actual = fct_order_lines.select(pl.col("order_date").max().alias("_last"))
+    return (
+        fct_demand_forecast
+        .with_columns(pl.col("forecast_date").cast(pl.Date))
+        .join(last_actual, how="cross").filter(pl.col("target_date") <= pl.col("_last"))
+        .join(actuals, left_on=["target_date", "product_id", "warehouse_id"],
+              right_on=["order_date", "product_id", "warehouse_id"], how="left")
+        .select(
+            "target_date", "date_sk", "forecast_date",
+            (pl.col("target_date") - pl.col("forecast_date")).dt.total_days().cast(pl.Int32).alias("horizon_days"),
+            "product_id", "warehouse_id", "model_version", "predicted_units",
+            pl.col("actual_units").fill_null(0),
+            (pl.col("predicted_units") - pl.col("actual_units").fill_null(0)).abs().round(3).alias("abs_error"),
+        )
+        .sort("target_date", "forecast_date", "product_id", "warehouse_id")
+    )

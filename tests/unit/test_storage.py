@@ -32,3 +32,69 @@ def test_content_hash_ignores_row_order_and_wall_clock(tmp_path):
     storage.publish(df.head(2), tmp_path, "silver", "c")
     h = {t: storage.content_hash(tmp_path, "silver", t) for t in "abc"}
     assert h["a"] == h["b"] != h["c"]
+
+
+def _days(values: dict[str, list[int]]) -> pl.LazyFrame:
+    from datetime import date
+
+    rows = [(date.fromisoformat(d), v) for d, vs in values.items() for v in vs]
+    return pl.LazyFrame(rows, schema={"day": pl.Date, "v": pl.Int64}, orient="row")
+
+
+def _inodes(tmp_path) -> dict[str, int]:
+    root = tmp_path / "gold" / "fct_x"
+    return {p.parent.name: p.stat().st_ino for p in root.glob("*/data.parquet")}
+
+
+def test_partitioned_publish_rewrites_only_changed_partitions(tmp_path):
+    first = storage.publish_partitioned(_days({"2026-01-01": [1], "2026-01-02": [2], "2026-01-03": [3]}),
+                                        tmp_path, "gold", "fct_x", "day")
+    assert first == {"written": 3, "unchanged": 0, "retired": 0}
+    before = _inodes(tmp_path)
+    # a late row for 01-01, and 01-03 no longer has any rows
+    second = storage.publish_partitioned(_days({"2026-01-01": [1, 9], "2026-01-02": [2]}),
+                                         tmp_path, "gold", "fct_x", "day")
+    assert second == {"written": 1, "unchanged": 1, "retired": 1}
+    after = _inodes(tmp_path)
+    assert after["day=2026-01-02"] == before["day=2026-01-02"]  # untouched: same file
+    assert after["day=2026-01-01"] != before["day=2026-01-01"]
+    assert "day=2026-01-03" not in after
+    got = storage.scan(tmp_path, "gold", "fct_x").sort("v").collect()
+    assert got["v"].to_list() == [1, 2, 9]
+
+
+def test_a_rerun_with_the_same_content_rewrites_nothing(tmp_path):
+    frame = _days({"2026-01-01": [1, 2], "2026-01-02": [3]})
+    storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day")
+    before = _inodes(tmp_path)
+    again = storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day")
+    assert again == {"written": 0, "unchanged": 2, "retired": 0}
+    assert _inodes(tmp_path) == before
+    assert not list((tmp_path / "_state" / "_staging").glob("*"))  # staging cleaned up
+
+
+def test_retired_file_stays_readable_to_an_open_reader_until_vacuumed(tmp_path):
+    path = storage.publish(pl.DataFrame({"v": [1, 2, 3]}), tmp_path, "bronze", "t", {"ingest_date": "2026-01-01"})
+    reader = open(path, "rb")  # a query that already opened the file
+    retired = storage.retire(path)
+    assert storage.scan(tmp_path, "bronze", "t", missing_ok=True) is None  # new readers no longer see it
+    assert pl.read_parquet(reader)["v"].to_list() == [1, 2, 3]
+    reader.close()
+    assert storage.vacuum(tmp_path, grace_hours=1) == []  # too young: a long query may still read it
+    assert retired.exists()
+    assert storage.vacuum(tmp_path, grace_hours=0) == [retired]
+    assert not retired.exists() and not retired.parent.exists()
+
+
+def test_vacuum_removes_abandoned_temp_files_only_after_grace(tmp_path):
+    import os
+    import time
+
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "silver", "t")
+    tmp = tmp_path / "silver" / "t" / ".data.parquet.dead.tmp"
+    tmp.write_bytes(b"half written")
+    assert storage.vacuum(tmp_path, grace_hours=1) == []
+    old = time.time() - 7200
+    os.utime(tmp, (old, old))
+    assert storage.vacuum(tmp_path, grace_hours=1) == [tmp]
+    assert storage.exists(tmp_path, "silver", "t")
