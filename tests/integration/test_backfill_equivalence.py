@@ -22,7 +22,8 @@ from pathlib import Path
 from tests.conftest import START, TINY
 
 DAYS = 90
-PARAMS = dataclasses.replace(TINY, end=START + timedelta(days=DAYS - 1))
+# a month of history before the start date keeps the test short; the 90 days are what matters
+PARAMS = dataclasses.replace(TINY, history_start=START - timedelta(days=30), end=START + timedelta(days=DAYS - 1))
 SNAPSHOT_TABLES = {"bronze.erp__suppliers", "silver.stg_suppliers", "silver.suppliers", "gold.dim_supplier"}
 
 
@@ -43,7 +44,8 @@ def _run_lake(home: str, mode: str) -> dict[str, str]:
         for day in days:
             if mode == "daily":
                 retail.advance(day, PARAMS)
-            run_day_direct(retail.cfg, day, run_id=f"{mode}/{day}")
+            # the DuckDB catalog holds views only: not part of the layers compared
+            run_day_direct(retail.cfg, day, run_id=f"{mode}/{day}", publish_catalog=False)
         return layer_hashes(retail.cfg.lake)
     finally:
         server.shutdown()

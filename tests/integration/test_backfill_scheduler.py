@@ -58,8 +58,17 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
         _wait_for(lambda: airflow("dags", "unpause", "retail_daily", env=env, check=False).returncode == 0
                   and "retail_daily" in airflow("dags", "list", env=env).stdout, "the DAG to be parsed", 120)
         airflow("dags", "unpause", "retail_daily", env=env)
-        airflow("backfill", "create", "--dag-id", "retail_daily", "--from-date", DAYS[0].isoformat(),
-                "--to-date", DAYS[-1].isoformat(), "--max-active-runs", "1", env=env)
+        # SQLite allows one writer: the CLI can lose the lock to the scheduler and must retry
+        # (the failed transaction is rolled back whole); PostgreSQL metadata has no such limit.
+        def created() -> bool:
+            proc = airflow("backfill", "create", "--dag-id", "retail_daily", "--from-date",
+                           DAYS[0].isoformat(), "--to-date", DAYS[-1].isoformat(), "--max-active-runs", "1",
+                           env=env, check=False)
+            if proc.returncode != 0 and "database is locked" not in proc.stdout:
+                raise AssertionError(f"backfill create failed:\n{proc.stdout[-3000:]}")
+            return proc.returncode == 0
+
+        _wait_for(created, "backfill create to get the SQLite write lock", 120, every_s=3)
 
         def finished() -> list[dict] | None:
             runs = [r for r in _runs(env) if r["run_id"].startswith("backfill__")]
