@@ -25,6 +25,14 @@ def _post(text: str) -> None:
         log.error("Slack answered HTTP %s to an alert", resp.status_code)
 
 
+def notify(text: str) -> None:
+    """A data alert (drift, degraded accuracy) outside of a task failure; never raises."""
+    try:
+        _post(text)
+    except Exception:  # alerting must never fail the pipeline
+        log.exception("could not deliver an alert")
+
+
 def _describe(context: dict) -> str:
     ti = context.get("task_instance") or context.get("ti")
     dag_id = context["dag"].dag_id if context.get("dag") else "?"

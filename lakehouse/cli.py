@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("catalog", help="rebuild and swap in the DuckDB catalog")
     sub.add_parser("hashes", help="print an order-independent content hash of every table")
     sub.add_parser("rebuild", help="regenerate silver and gold from bronze alone (full refresh)")
+    model = sub.add_parser("model", help="the model registry: list versions, promote, roll back")
+    model.add_argument("action", choices=["list", "promote", "rollback"])
+    model.add_argument("--name", default=None, help="model name (default: the domain's forecast model)")
+    model.add_argument("--version", help="version to promote")
+    model.add_argument("--reason", default="manual")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         from lakehouse.rebuild import rebuild
 
         print(json.dumps(rebuild(cfg), indent=1))
+    elif args.command == "model":
+        print(json.dumps(_model_command(cfg, args), indent=1, default=str))
     elif args.command == "retention":
         print(json.dumps(tasks.retention(config_dir, args.date)))
     elif args.command == "vacuum":
@@ -66,6 +73,27 @@ def main(argv: list[str] | None = None) -> None:
         from lakehouse.storage import layer_hashes
 
         print(json.dumps(layer_hashes(cfg.lake), indent=1))
+
+
+def _model_command(cfg, args: argparse.Namespace) -> object:
+    import importlib
+
+    from lakehouse import registry
+
+    name = args.name or importlib.import_module(f"pipelines.{cfg.name}.forecast").MODEL_NAME
+    today = date.today()
+    if args.action == "promote":
+        if not args.version:
+            raise SystemExit("lakehouse model promote needs --version")
+        registry.promote(cfg.lake, name, args.version, reason=args.reason, on=today)
+    elif args.action == "rollback":
+        registry.rollback(cfg.lake, name, on=today, reason=args.reason)
+    rows = registry.registered(cfg.lake, name)
+    champion = registry.champion(cfg.lake, name)
+    cols = [c for c in ("model_version", "trained_for_date", "metric_wape", "metric_wape_seasonal_naive")
+            if c in rows.columns]
+    return {"model": name, "champion": champion,
+            "versions": rows.select(cols).sort(cols[1]).to_dicts() if rows.height else []}
 
 
 if __name__ == "__main__":

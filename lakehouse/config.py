@@ -163,6 +163,7 @@ class MLConfig(Model):
     holdout_days: int = Field(28, ge=7)
     min_history_days: int = Field(400, ge=30)
     seed: int = 42
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature counts as drifted")
     xgboost: dict[str, Any] = {}
 
 

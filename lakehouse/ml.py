@@ -29,6 +29,58 @@ def wape(actual: np.ndarray | pl.Series, predicted: np.ndarray | pl.Series) -> f
     return float(np.abs(a - p).sum() / denom) if denom else float("nan")
 
 
+def segment_metrics(frame: pl.DataFrame, *, actual: str, predictions: list[str],
+                    segments: list[str]) -> pl.DataFrame:
+    """WAPE, MAE and bias of each prediction column, overall and per value of each segment column.
+
+    Bias is sum(y_hat - y) / sum(y): positive means over-forecasting. One row per
+    (model, segment_type, segment).
+    """
+    frames = []
+    for model in predictions:
+        err = pl.col(model) - pl.col(actual)
+        aggs = [
+            (err.abs().sum() / pl.col(actual).abs().sum()).alias("wape"),
+            err.abs().mean().alias("mae"),
+            (err.sum() / pl.col(actual).abs().sum()).alias("bias"),
+            pl.len().alias("rows"),
+        ]
+        data = frame.filter(pl.col(model).is_not_null())
+        frames.append(data.select(aggs).with_columns(segment_type=pl.lit("all"), segment=pl.lit("all"),
+                                                     model=pl.lit(model)))
+        for seg in segments:
+            frames.append(data.group_by(pl.col(seg).cast(pl.String).alias("segment")).agg(aggs)
+                          .with_columns(segment_type=pl.lit(seg), model=pl.lit(model)))
+    cols = ["model", "segment_type", "segment", "wape", "mae", "bias", "rows"]
+    return pl.concat([f.select(cols) for f in frames]).with_columns(
+        pl.col("wape", "mae", "bias").round(6)).sort("model", "segment_type", "segment")
+
+
+def psi(expected: np.ndarray | pl.Series, actual: np.ndarray | pl.Series, bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected`` (nulls ignored).
+
+    Bins are ``expected``'s quantiles; empty bins get a small floor so the log is finite.
+    Rule of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant drift.
+    """
+    e = np.asarray(pl.Series(expected).drop_nulls().cast(pl.Float64).to_numpy())
+    a = np.asarray(pl.Series(actual).drop_nulls().cast(pl.Float64).to_numpy())
+    if e.size == 0 or a.size == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
+    e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
+    a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1) / a.size
+    e_share, a_share = np.clip(e_share, 1e-4, None), np.clip(a_share, 1e-4, None)
+    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+
+
+def feature_drift(train: pl.DataFrame, current: pl.DataFrame, features: list[str],
+                  threshold: float = 0.2) -> pl.DataFrame:
+    """PSI per feature between the training window and the current scoring window."""
+    rows = [{"feature": f, "psi": round(psi(train[f], current[f]), 6)} for f in features]
+    return pl.DataFrame(rows).with_columns(threshold=pl.lit(threshold),
+                                           drifted=pl.col("psi").is_not_nan() & (pl.col("psi") > threshold))
+
+
 def frame_hash(frame: pl.DataFrame) -> str:
     """Content hash of a training frame (column names, dtypes and values)."""
     h = hashlib.sha256(str(frame.schema).encode())

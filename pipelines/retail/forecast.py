@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from lakehouse import ml, storage
+from lakehouse import ml, registry, storage
 from lakehouse.config import DomainConfig
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ FEATURES = [f"lag_{k}" for k in LAGS] + [
     "mean_7", "mean_28", "day_of_week", "month", "doy_sin", "doy_cos", "is_holiday",
     "holiday_tomorrow", "discount", "category_code", "warehouse_code", "price",
 ]
+
+# Drift is watched on features that come from data; calendar features move by construction.
+DRIFT_FEATURES = [f"lag_{k}" for k in LAGS] + ["mean_7", "mean_28", "price"]
 
 # Facts as they were known at the cutoff: validated batches ingested up to it, latest
 # version of each line among those. A correction that arrives later never leaks into a
@@ -101,20 +104,81 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
     params = dict(mlc.xgboost)
     version = hashlib.sha256(json.dumps([data_hash, params, mlc.seed], sort_keys=True).encode()).hexdigest()[:12]
     model = ml.train_xgboost(train_set, features=FEATURES, target="units", params=params, seed=mlc.seed)
-    pred = model.predict(holdout.select(FEATURES).to_numpy()).clip(0)
+    scored = holdout.with_columns(
+        xgboost=pl.Series(model.predict(holdout.select(FEATURES).to_numpy()).clip(0), dtype=pl.Float64),
+        seasonal_naive=pl.col("lag_7").cast(pl.Float64),
+        moving_average_28=pl.col("mean_28"),
+        sklearn_hist_gbm=pl.Series(_sklearn_baseline(train_set, holdout, mlc.seed), dtype=pl.Float64),
+    )
+    models = ["xgboost", "seasonal_naive", "moving_average_28", "sklearn_hist_gbm"]
+    by_segment = ml.segment_metrics(scored, actual="units", predictions=models,
+                                    segments=["category", "warehouse_id"])
+    overall = {r["model"]: r for r in by_segment.filter(pl.col("segment_type") == "all").iter_rows(named=True)}
     metrics = {
-        "wape": ml.wape(holdout["units"], pred),
-        "wape_seasonal_naive": ml.wape(holdout["units"], holdout["lag_7"]),
-        "wape_moving_average_28": ml.wape(holdout["units"], holdout["mean_28"]),
+        "wape": overall["xgboost"]["wape"], "mae": overall["xgboost"]["mae"], "bias": overall["xgboost"]["bias"],
+        "wape_seasonal_naive": overall["seasonal_naive"]["wape"],
+        "wape_moving_average_28": overall["moving_average_28"]["wape"],
+        "wape_sklearn_hist_gbm": overall["sklearn_hist_gbm"]["wape"],
         "holdout_rows": float(holdout.height),
     }
     metrics["improvement_vs_seasonal_naive"] = 1 - metrics["wape"] / metrics["wape_seasonal_naive"]
-    row = ml.register(cfg.lake, model=model, version=version, run_date=run_date, features=FEATURES,
+    ml.register(cfg.lake, model=model, version=version, run_date=run_date, features=FEATURES,
                       params=params, metrics=metrics, data_hash=data_hash, name=MODEL_NAME,
                       train_window=(train_set["date"].min(), split))
-    log.info("model %s: WAPE %.3f vs seasonal naive %.3f", version, metrics["wape"],
-             metrics["wape_seasonal_naive"])
-    return {"model_version": version, **metrics, "artifact": row["artifact"]}
+    storage.publish(by_segment, cfg.lake, "gold", "ml_model_metrics", {"model_version": version})
+    promoted, reason = _challenge(cfg, version, holdout, metrics["wape"], run_date)
+    serving = registry.champion(cfg.lake, MODEL_NAME)
+    log.info("model %s: WAPE %.3f vs seasonal naive %.3f; %s; serving %s", version, metrics["wape"],
+             metrics["wape_seasonal_naive"], reason, serving)
+    return {"model_version": serving, "artifact": registry.artifact(cfg.lake, MODEL_NAME, serving),
+            "challenger": version, "promoted": promoted, "decision": reason, **metrics}
+
+
+def _monitor_drift(cfg: DomainConfig, history: pl.DataFrame, scoring: pl.DataFrame, model_version: str,
+                   run_date: date) -> pl.DataFrame:
+    """PSI of each feature, scoring window vs the serving model's training window; alert on drift."""
+    from lakehouse import alerts
+
+    row = registry.registered(cfg.lake, MODEL_NAME).filter(pl.col("model_version") == model_version)
+    lo, hi = row["train_from"][0], row["train_to"][0]
+    trained_on = history.filter(pl.col("date").is_between(lo, hi))
+    drift = ml.feature_drift(trained_on, scoring, DRIFT_FEATURES, cfg.ml.psi_threshold).with_columns(
+        model_version=pl.lit(model_version))
+    storage.publish(drift, cfg.lake, "gold", "ml_feature_drift", {"forecast_date": run_date.isoformat()})
+    drifted = drift.filter(pl.col("drifted"))
+    if drifted.height:
+        alerts.notify(f":warning: feature drift for {MODEL_NAME} {model_version} on {run_date}: "
+                      + ", ".join(f"{f} PSI {p:.2f}" for f, p in drifted.select("feature", "psi").iter_rows())
+                      + f" (threshold {cfg.ml.psi_threshold})")
+    return drift
+
+
+def _sklearn_baseline(train_set: pl.DataFrame, holdout: pl.DataFrame, seed: int):
+    """A scikit-learn peer on the same features: histogram gradient boosting."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    usable = [f for f in FEATURES if train_set[f].null_count() < train_set.height]  # its binner needs values
+    peer = HistGradientBoostingRegressor(max_iter=200, random_state=seed)
+    peer.fit(train_set.select(usable).to_numpy(), train_set["units"].to_numpy())
+    return peer.predict(holdout.select(usable).to_numpy()).clip(0)
+
+
+def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challenger_wape: float,
+               run_date: date) -> tuple[bool, str]:
+    """Score the champion on the challenger's holdout; promote the challenger only if it is better."""
+    current = registry.champion(cfg.lake, MODEL_NAME)
+    champion_wape = None
+    if current == challenger:
+        return False, "challenger is the champion already (same data, parameters and seed)"
+    if current is not None:
+        row = registry.registered(cfg.lake, MODEL_NAME).filter(pl.col("model_version") == current)
+        feats = json.loads(row["features"][0])
+        model = ml.load_model(cfg.lake, row["artifact"][0])
+        champion_wape = ml.wape(holdout["units"], model.predict(holdout.select(feats).to_numpy()).clip(0))
+    promote, reason = registry.decide(challenger_wape, champion_wape)
+    if promote:
+        registry.promote(cfg.lake, MODEL_NAME, challenger, reason=reason, on=run_date)
+    return promote, reason
 
 
 def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, model_version: str,
@@ -122,7 +186,9 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
     """Forecast ``horizon_days`` after ``run_date`` for every SKU x warehouse; one partition per date."""
     horizon = cfg.ml.horizon_days
     daily = daily_demand(con, last_actual=run_date, until=run_date + timedelta(days=horizon))
-    feats = features(daily.lazy()).filter(pl.col("date") > run_date).collect()
+    history = features(daily.lazy()).collect()
+    feats = history.filter(pl.col("date") > run_date)
+    _monitor_drift(cfg, history, feats, model_version, run_date)
     model = ml.load_model(cfg.lake, artifact)
     pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
     # forecast_date is the partition key, so it is not repeated inside the file

@@ -26,3 +26,18 @@ def test_features_of_a_day_ignore_the_last_six_days_and_the_day_itself():
     b = features(_daily(changed)).collect().row(target, named=True)
     assert {f: a[f] for f in FEATURES} == {f: b[f] for f in FEATURES}
     assert a["lag_7"] == units[target - 7]
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_after_a_shift():
+    import numpy as np
+
+    from lakehouse.ml import feature_drift, psi
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(10, 2, 5000)
+    assert psi(base, rng.normal(10, 2, 2000)) < 0.05
+    assert psi(base, rng.normal(13, 2, 2000)) > 0.2  # a price regime change
+    train = pl.DataFrame({"price": base, "lag_7": base})
+    now = pl.DataFrame({"price": rng.normal(13, 2, 2000), "lag_7": rng.normal(10, 2, 2000)})
+    drift = feature_drift(train, now, ["price", "lag_7"])
+    assert drift.filter(pl.col("drifted"))["feature"].to_list() == ["price"]

@@ -1,0 +1,107 @@
+"""Champion/challenger on top of the lake-native model registry (``gold.ml_models``).
+
+Every trained version is registered (``lakehouse.ml.register``). Which version
+serves is the *champion*, kept in ``_state/models/<name>.json`` with every change
+of champion (promotion, automatic or by hand, and rollback) and published as
+``gold.ml_model_events`` so it is queryable in DuckDB. A challenger replaces the
+champion only if it beats it on the same holdout (``decide``).
+
+Changes are recorded only when the champion actually changes, so rerunning a
+day's training, which registers the same content-addressed version, records nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from lakehouse import storage
+
+EVENTS_TABLE = "ml_model_events"
+
+
+class RegistryError(RuntimeError):
+    """A promotion or rollback is not possible (unknown version, nothing to roll back to)."""
+
+
+def _state_path(lake: Path, name: str) -> Path:
+    return Path(lake) / "_state" / "models" / f"{name}.json"
+
+
+def _state(lake: Path, name: str) -> dict:
+    return storage.read_json(_state_path(lake, name), {"champion": None, "stack": [], "events": []})
+
+
+def champion(lake: Path, name: str) -> str | None:
+    """The version that serves, or None before the first promotion."""
+    return _state(lake, name)["champion"]
+
+
+def registered(lake: Path, name: str) -> pl.DataFrame:
+    """Registered versions of a model (``gold.ml_models`` rows)."""
+    lf = storage.scan(lake, "gold", "ml_models", missing_ok=True)
+    if lf is None:
+        return pl.DataFrame()
+    return lf.filter(pl.col("model_name") == name).collect()
+
+
+def artifact(lake: Path, name: str, version: str) -> str:
+    rows = registered(lake, name)
+    match = rows.filter(pl.col("model_version") == version) if rows.height else rows
+    if match.height == 0:
+        raise RegistryError(f"model {name!r} has no registered version {version!r}")
+    return match["artifact"][0]
+
+
+def decide(challenger_wape: float, champion_wape: float | None) -> tuple[bool, str]:
+    """Promote only a strictly better challenger, measured on the same holdout."""
+    if champion_wape is None:
+        return True, "first version: no champion yet"
+    if challenger_wape < champion_wape:
+        return True, f"challenger WAPE {challenger_wape:.4f} < champion {champion_wape:.4f} on the same holdout"
+    return False, f"challenger WAPE {challenger_wape:.4f} >= champion {champion_wape:.4f}: champion kept"
+
+
+def promote(lake: Path, name: str, version: str, *, reason: str, on: date) -> bool:
+    """Make ``version`` the champion; returns False (and records nothing) if it already is."""
+    artifact(lake, name, version)  # refuses unknown versions
+    with storage.locked(lake, f"registry_{name}"):
+        state = _state(lake, name)
+        if state["champion"] == version:
+            return False
+        _change(lake, state, name, version, "promote", reason, on)
+        state["stack"].append(version)
+        storage.write_json(_state_path(lake, name), state)
+        _publish_events(lake, state["events"])
+    return True
+
+
+def rollback(lake: Path, name: str, *, on: date, reason: str = "manual rollback") -> str:
+    """Retire the current champion and restore the one it replaced; returns that version."""
+    with storage.locked(lake, f"registry_{name}"):
+        state = _state(lake, name)
+        if len(state["stack"]) < 2:
+            raise RegistryError(f"model {name!r}: no earlier champion to roll back to")
+        state["stack"].pop()
+        previous = state["stack"][-1]
+        _change(lake, state, name, previous, "rollback", reason, on)
+        storage.write_json(_state_path(lake, name), state)
+        _publish_events(lake, state["events"])
+    return previous
+
+
+def _change(lake: Path, state: dict, name: str, version: str, action: str, reason: str, on: date) -> None:
+    state["events"].append({"model_name": name, "action": action, "model_version": version,
+                            "previous_version": state["champion"], "on_date": on.isoformat(),
+                            "reason": reason})
+    state["champion"] = version
+
+
+def _publish_events(lake: Path, events: list[dict]) -> None:
+    frame = pl.DataFrame(events, schema={
+        "model_name": pl.String, "action": pl.String, "model_version": pl.String,
+        "previous_version": pl.String, "on_date": pl.String, "reason": pl.String,
+    }).with_columns(pl.col("on_date").str.to_date(), sequence=pl.int_range(1, pl.len() + 1))
+    storage.publish(frame, lake, "gold", EVENTS_TABLE)

@@ -1,0 +1,52 @@
+"""Champion/challenger: promote only the better model, roll back to the one it replaced."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from lakehouse import registry, storage
+
+NAME = "demand"
+
+
+def _register(lake, version: str) -> None:
+    row = {"model_name": NAME, "artifact": f"_models/{version}/model.json", "metric_wape": 0.5}
+    storage.publish(pl.DataFrame([row]), lake, "gold", "ml_models", {"model_version": version})
+
+
+def _events(lake) -> list[tuple[str, str]]:
+    events = storage.scan(lake, "gold", registry.EVENTS_TABLE).sort("sequence").collect()
+    return list(zip(events["action"], events["model_version"], strict=True))
+
+
+def test_decide_promotes_only_a_strictly_better_challenger():
+    assert registry.decide(0.4, None)[0]
+    assert registry.decide(0.4, 0.5)[0]
+    assert not registry.decide(0.5, 0.5)[0]
+    assert not registry.decide(0.6, 0.5)[0]
+
+
+def test_promote_rollback_and_their_history(tmp_path):
+    for v in ("v1", "v2", "v3"):
+        _register(tmp_path, v)
+    day = date(2026, 11, 1)
+    assert registry.champion(tmp_path, NAME) is None
+    assert registry.promote(tmp_path, NAME, "v1", reason="first", on=day)
+    assert not registry.promote(tmp_path, NAME, "v1", reason="again", on=day)  # a rerun records nothing
+    registry.promote(tmp_path, NAME, "v2", reason="better", on=day)
+    registry.promote(tmp_path, NAME, "v3", reason="better", on=day)
+    assert registry.rollback(tmp_path, NAME, on=day) == "v2"
+    assert registry.rollback(tmp_path, NAME, on=day) == "v1"
+    assert registry.champion(tmp_path, NAME) == "v1"
+    with pytest.raises(registry.RegistryError, match="no earlier champion"):
+        registry.rollback(tmp_path, NAME, on=day)
+    assert _events(tmp_path) == [("promote", "v1"), ("promote", "v2"), ("promote", "v3"),
+                                 ("rollback", "v2"), ("rollback", "v1")]
+    assert registry.artifact(tmp_path, NAME, "v1") == "_models/v1/model.json"
+
+
+def test_unknown_versions_are_refused(tmp_path):
+    _register(tmp_path, "v1")
+    with pytest.raises(registry.RegistryError, match="no registered version 'nope'"):
+        registry.promote(tmp_path, NAME, "nope", reason="typo", on=date(2026, 11, 1))
