@@ -60,15 +60,19 @@ def summary(home: Path) -> str:
         "gold.fct_inventory_daily", "gold.dim_product", "silver.quarantine", "gold.fct_demand_forecast")}
     by_rule = q("SELECT entity, rule, count(*) FROM silver.quarantine GROUP BY ALL ORDER BY 3 DESC").fetchall()
     model = q("""SELECT model_version, metric_wape, metric_wape_seasonal_naive,
-                        metric_improvement_vs_seasonal_naive
+                        metric_improvement_vs_seasonal_naive, metric_wape_sklearn_hist_gbm
                  FROM gold.ml_models ORDER BY trained_for_date DESC, model_version LIMIT 1""").fetchone()
+    champion = q("SELECT model_version FROM gold.ml_model_events ORDER BY sequence DESC LIMIT 1").fetchone()[0]
+    late = q("""SELECT count(*) FILTER (WHERE is_deleted), count(*) FILTER (WHERE is_inferred)
+                FROM gold.dim_customer""").fetchone()
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     lines = ["", "=== lakehouse demo: summary ===",
              "views per schema: " + ", ".join(f"{s}={n}" for s, n in layers)]
     lines += [f"  {t:<32} {n:>10,} rows" for t, n in rows.items()]
     lines += ["quarantined by rule: " + "; ".join(f"{e}/{r}: {n}" for e, r, n in by_rule)]
-    lines += [f"forecast model {model[0]}: WAPE {model[1]:.3f} vs seasonal-naive {model[2]:.3f} "
-              f"({model[3]:.0%} better)",
+    lines += [f"closed-account versions in dim_customer: {late[0]}, inferred customers: {late[1]}"]
+    lines += [f"latest challenger {model[0]}: WAPE {model[1]:.3f} vs seasonal-naive {model[2]:.3f} "
+              f"({model[3]:.0%} better), scikit-learn HistGBM {model[4]:.3f}; serving champion: {champion}",
               f"peak memory of one pipeline process: {peak:,.0f} MiB",
               f"DuckDB catalog: {cfg.catalog_path}",
               f"  duckdb -readonly {cfg.catalog_path} \"SELECT category, sum(revenue) FROM "
