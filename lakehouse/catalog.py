@@ -54,11 +54,11 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
         try:
             for layer in LAYERS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
-                base = cfg.lake / layer
-                for tdir in sorted(p for p in base.glob("*") if p.is_dir()) if base.exists() else []:
+                for table in storage.tables(cfg.lake, layer):
+                    tdir = storage.table_dir(cfg.lake, layer, table)
                     if not any(tdir.glob(f"**/{storage.DATA_FILE}")):
                         continue
-                    _create_view(con, layer, tdir, comments.get(f"{layer}.{tdir.name}"))
+                    _create_view(con, layer, tdir, comments.get(f"{layer}.{table}"))
         finally:
             con.close()
         fd = os.open(tmp, os.O_RDONLY)

@@ -76,11 +76,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _model_command(cfg, args: argparse.Namespace) -> object:
-    import importlib
+    from lakehouse import registry, tasks
 
-    from lakehouse import registry
-
-    name = args.name or importlib.import_module(f"pipelines.{cfg.name}.forecast").MODEL_NAME
+    name = args.name or tasks._forecast_module(cfg).MODEL_NAME
     today = date.today()
     if args.action == "promote":
         if not args.version:

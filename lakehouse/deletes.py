@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from lakehouse.bronze import day_bounds_utc
+
 IS_DELETED = "is_deleted"
 
 
@@ -26,10 +28,13 @@ def from_flag(rows: pl.LazyFrame, flag_column: str) -> pl.LazyFrame:
 
 
 def snapshot_time(batch: str, tz: str) -> pl.Expr:
-    """When a daily snapshot was taken: the end of its business day in ``tz``, as naive UTC."""
-    day_after = pl.col(batch).cast(pl.Date).dt.offset_by("1d").cast(pl.Datetime("us"))
-    return day_after.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") \
-        .dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    """When a daily snapshot was taken: the end of its business day in ``tz``, as naive UTC.
+
+    Uses the extraction window's own definition (``day_bounds_utc``); applied to the
+    distinct batch dates only, so the per-element call is cheap.
+    """
+    return pl.col(batch).cast(pl.Date).map_elements(lambda d: day_bounds_utc(d, tz)[1],
+                                                    return_dtype=pl.Datetime("us"))
 
 
 def from_snapshots(rows: pl.LazyFrame, *, key: list[str], changed_at: str, batch: str,

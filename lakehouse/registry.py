@@ -31,12 +31,17 @@ def _state_path(lake: Path, name: str) -> Path:
 
 
 def _state(lake: Path, name: str) -> dict:
-    return storage.read_json(_state_path(lake, name), {"champion": None, "stack": [], "events": []})
+    """``stack``: champions in order of promotion, the last one serving; ``events``: every change."""
+    return storage.read_json(_state_path(lake, name), {"stack": [], "events": []})
+
+
+def _champion(state: dict) -> str | None:
+    return state["stack"][-1] if state["stack"] else None
 
 
 def champion(lake: Path, name: str) -> str | None:
     """The version that serves, or None before the first promotion."""
-    return _state(lake, name)["champion"]
+    return _champion(_state(lake, name))
 
 
 def registered(lake: Path, name: str) -> pl.DataFrame:
@@ -47,12 +52,18 @@ def registered(lake: Path, name: str) -> pl.DataFrame:
     return lf.filter(pl.col("model_name") == name).collect()
 
 
-def artifact(lake: Path, name: str, version: str) -> str:
+def version_row(lake: Path, name: str, version: str) -> dict:
+    """The ``gold.ml_models`` row of one version; unknown versions are refused."""
     rows = registered(lake, name)
     match = rows.filter(pl.col("model_version") == version) if rows.height else rows
     if match.height == 0:
         raise RegistryError(f"model {name!r} has no registered version {version!r}")
-    return match["artifact"][0]
+    return match.row(0, named=True)
+
+
+def artifact(lake: Path, name: str, version: str) -> str:
+    """Path of a version's model file, relative to the lake."""
+    return version_row(lake, name, version)["artifact"]
 
 
 def decide(challenger_wape: float, champion_wape: float | None) -> tuple[bool, str]:
@@ -69,9 +80,9 @@ def promote(lake: Path, name: str, version: str, *, reason: str, on: date) -> bo
     artifact(lake, name, version)  # refuses unknown versions
     with storage.locked(lake, f"registry_{name}"):
         state = _state(lake, name)
-        if state["champion"] == version:
+        if _champion(state) == version:
             return False
-        _change(lake, state, name, version, "promote", reason, on)
+        _record(state, name, version, "promote", reason, on)
         state["stack"].append(version)
         storage.write_json(_state_path(lake, name), state)
         _publish_events(lake, state["events"])
@@ -84,19 +95,18 @@ def rollback(lake: Path, name: str, *, on: date, reason: str = "manual rollback"
         state = _state(lake, name)
         if len(state["stack"]) < 2:
             raise RegistryError(f"model {name!r}: no earlier champion to roll back to")
+        _record(state, name, state["stack"][-2], "rollback", reason, on)
         state["stack"].pop()
         previous = state["stack"][-1]
-        _change(lake, state, name, previous, "rollback", reason, on)
         storage.write_json(_state_path(lake, name), state)
         _publish_events(lake, state["events"])
     return previous
 
 
-def _change(lake: Path, state: dict, name: str, version: str, action: str, reason: str, on: date) -> None:
+def _record(state: dict, name: str, version: str, action: str, reason: str, on: date) -> None:
     state["events"].append({"model_name": name, "action": action, "model_version": version,
-                            "previous_version": state["champion"], "on_date": on.isoformat(),
+                            "previous_version": _champion(state), "on_date": on.isoformat(),
                             "reason": reason})
-    state["champion"] = version
 
 
 def _publish_events(lake: Path, events: list[dict]) -> None:

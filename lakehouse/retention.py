@@ -26,8 +26,8 @@ def expired_partitions(cfg: DomainConfig, run_date: date) -> list[tuple[str, str
     """(layer, table, partition) of every partition older than its retention, as of ``run_date``."""
     rules = []
     if cfg.retention.bronze_days:
-        rules += [("bronze", t.name, run_date - timedelta(days=cfg.retention.bronze_days))
-                  for t in sorted((cfg.lake / "bronze").glob("*")) if t.is_dir()]
+        rules += [("bronze", t, run_date - timedelta(days=cfg.retention.bronze_days))
+                  for t in storage.tables(cfg.lake, "bronze")]
     if cfg.retention.quarantine_days:
         rules.append(("silver", QUARANTINE, run_date - timedelta(days=cfg.retention.quarantine_days)))
     out = []

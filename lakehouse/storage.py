@@ -292,16 +292,16 @@ def content_hash(lake: Path, layer: str, table: str, *, ignore: Iterable[str] = 
     return digest.hexdigest()
 
 
+def tables(lake: Path, layer: str) -> list[str]:
+    """Names of the tables (folders) of a layer, sorted."""
+    base = Path(lake) / layer
+    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
 def layer_hashes(lake: Path, *, ignore: Iterable[str] = ()) -> dict[str, str]:
     """``{"layer.table": hash}`` for every table in bronze, silver and gold."""
-    out = {}
-    for layer in ("bronze", "silver", "gold"):
-        base = Path(lake) / layer
-        if not base.exists():
-            continue
-        for tdir in sorted(p for p in base.iterdir() if p.is_dir()):
-            out[f"{layer}.{tdir.name}"] = content_hash(lake, layer, tdir.name, ignore=ignore)
-    return out
+    return {f"{layer}.{t}": content_hash(lake, layer, t, ignore=ignore)
+            for layer in ("bronze", "silver", "gold") for t in tables(lake, layer)}
 
 
 # --------------------------------------------------------------------------- small state files

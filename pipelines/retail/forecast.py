@@ -134,14 +134,13 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
             "challenger": version, "promoted": promoted, "decision": reason, **metrics}
 
 
-def _monitor_drift(cfg: DomainConfig, history: pl.DataFrame, scoring: pl.DataFrame, model_version: str,
+def _monitor_drift(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFrame, model_version: str,
                    run_date: date) -> pl.DataFrame:
     """PSI of each feature, scoring window vs the serving model's training window; alert on drift."""
     from lakehouse import alerts
 
-    row = registry.registered(cfg.lake, MODEL_NAME).filter(pl.col("model_version") == model_version)
-    lo, hi = row["train_from"][0], row["train_to"][0]
-    trained_on = history.filter(pl.col("date").is_between(lo, hi))
+    row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
+    trained_on = history.filter(pl.col("date").is_between(row["train_from"], row["train_to"])).collect()
     drift = ml.feature_drift(trained_on, scoring, DRIFT_FEATURES, cfg.ml.psi_threshold).with_columns(
         model_version=pl.lit(model_version))
     storage.publish(drift, cfg.lake, "gold", "ml_feature_drift", {"forecast_date": run_date.isoformat()})
@@ -171,9 +170,9 @@ def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challe
     if current == challenger:
         return False, "challenger is the champion already (same data, parameters and seed)"
     if current is not None:
-        row = registry.registered(cfg.lake, MODEL_NAME).filter(pl.col("model_version") == current)
-        feats = json.loads(row["features"][0])
-        model = ml.load_model(cfg.lake, row["artifact"][0])
+        row = registry.version_row(cfg.lake, MODEL_NAME, current)
+        feats = json.loads(row["features"])
+        model = ml.load_model(cfg.lake, row["artifact"])
         champion_wape = ml.wape(holdout["units"], model.predict(holdout.select(feats).to_numpy()).clip(0))
     promote, reason = registry.decide(challenger_wape, champion_wape)
     if promote:
@@ -186,8 +185,8 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
     """Forecast ``horizon_days`` after ``run_date`` for every SKU x warehouse; one partition per date."""
     horizon = cfg.ml.horizon_days
     daily = daily_demand(con, last_actual=run_date, until=run_date + timedelta(days=horizon))
-    history = features(daily.lazy()).collect()
-    feats = history.filter(pl.col("date") > run_date)
+    history = features(daily.lazy())
+    feats = history.filter(pl.col("date") > run_date).collect()
     _monitor_drift(cfg, history, feats, model_version, run_date)
     model = ml.load_model(cfg.lake, artifact)
     pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
