@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     model.add_argument("--name", default=None, help="model name (default: the domain's forecast model)")
     model.add_argument("--version", help="version to promote")
     model.add_argument("--reason", default="manual")
+    model.add_argument("--on", type=date.fromisoformat, default=None,
+                       help="business date from which the change serves (default: today)")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
@@ -51,8 +53,10 @@ def main(argv: list[str] | None = None) -> None:
         out["gold"] = tasks.gold(config_dir, args.date)
         out["catalog"] = tasks.catalog(config_dir)
         if cfg.ml:
-            model = tasks.train(config_dir, args.date)
-            out["forecast_rows"] = tasks.score(config_dir, args.date, model)
+            try:
+                out["forecast"] = tasks.score(config_dir, args.date)
+            except tasks.NoChampion as exc:
+                out["forecast"] = str(exc)
         print(json.dumps(out, indent=1, default=str))
     elif args.command == "catalog":
         print(tasks.catalog(config_dir))
@@ -79,7 +83,7 @@ def _model_command(cfg, args: argparse.Namespace) -> object:
     from lakehouse import registry, tasks
 
     name = args.name or tasks._forecast_module(cfg).MODEL_NAME
-    today = date.today()
+    today = args.on or date.today()
     if args.action == "promote":
         if not args.version:
             raise SystemExit("lakehouse model promote needs --version")

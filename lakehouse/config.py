@@ -163,7 +163,15 @@ class MLConfig(Model):
     holdout_days: int = Field(28, ge=7)
     min_history_days: int = Field(400, ge=30)
     seed: int = 42
+    train_schedule: str = Field("0 6 * * 1", description="cron of the weekly training DAG")
     psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature counts as drifted")
+    drift_min_rows: int = Field(500, ge=1, description="smaller scoring windows are too noisy to alert on")
+    drift_reference_days: int = Field(
+        91, ge=7, description="the last N training days are the drift reference (seasonal levels move)")
+    wape_degradation: float = Field(
+        0.25, gt=0, description="alert when live WAPE exceeds the holdout WAPE by this share")
+    accuracy_window_days: int = Field(7, ge=1, description="days of actuals the live WAPE is measured on")
+    accuracy_min_rows: int = Field(200, ge=1, description="fewer forecast/actual pairs than this: no verdict")
     xgboost: dict[str, Any] = {}
 
 

@@ -1,10 +1,13 @@
 """Build a domain's daily DAG from its configuration.
 
-Shape (ADR 0004): ``extract_<source>`` -> ``silver_<entity>`` -> ``build_gold`` ->
-``publish_catalog`` -> ``train_forecast`` -> ``score_forecast``. The business date
-is the start of the run's data interval in the domain's timezone: the timetable is
-a ``CronDataIntervalTimetable`` on purpose, since a plain cron string in Airflow 3
-gives a zero-width interval.
+Daily shape (ADR 0004): ``extract_<source>`` -> ``silver_<entity>`` -> ``build_gold``
+-> ``publish_catalog`` -> ``apply_retention`` and ``score_forecast`` ->
+``announce_backfill``. The business date is the start of the run's data interval
+in the domain's timezone: the timetable is a ``CronDataIntervalTimetable`` on
+purpose, since a plain cron string in Airflow 3 gives a zero-width interval.
+
+Training is its own DAG (``<domain>_train``, ADR 0008): weekly, and once after a
+backfill, when the backfill's last run emits the ``<domain>_gold_history`` asset.
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ def _end(cfg) -> datetime | None:
     return datetime.combine(cfg.end_date, datetime.min.time(), ZoneInfo(cfg.timezone))
 
 
+def gold_history_asset(domain: str):
+    """The asset a finished backfill announces: gold history was rewritten."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{domain}_gold_history", uri=f"lakehouse://{domain}/gold/history")
+
+
 def build_dag(config_dir: str | Path):
     """A DAG for one domain; only config is read here, nothing heavy is imported."""
     from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
@@ -124,20 +134,82 @@ def build_dag(config_dir: str | Path):
         def apply_retention() -> dict:
             return tasks.retention(config_dir, business_date(tz))
 
-        @task(task_id="train_forecast")
-        def train_forecast() -> dict:
-            return tasks.train(config_dir, business_date(tz))
-
         @task(task_id="score_forecast")
-        def score_forecast(model: dict) -> int:
-            return tasks.score(config_dir, business_date(tz), model)
+        def score_forecast() -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            try:
+                return tasks.score(config_dir, business_date(tz))
+            except tasks.NoChampion as exc:
+                raise AirflowSkipException(str(exc)) from exc
+
+        # none_failed: a skipped scoring (no model yet) must not stop the announcement
+        @task(task_id="announce_backfill", outlets=[gold_history_asset(cfg.name)],
+              trigger_rule="none_failed", retries=0)
+        def announce_backfill() -> str:
+            from airflow.sdk import get_current_context
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from lakehouse.backfill import should_announce
+
+            ctx = get_current_context()
+            ti, dag_id = ctx["ti"], ctx["dag"].dag_id
+
+            def states() -> dict[str, str | None]:
+                found = ti.get_task_states(dag_id=dag_id, task_ids=["announce_backfill"])
+                return {run: tasks_.get("announce_backfill") for run, tasks_ in found.items()}
+
+            announce, why = should_announce(load_domain(config_dir).lake, dag_id, ctx["run_id"], states)
+            if not announce:
+                raise AirflowSkipException(why)  # a skipped task emits no asset event
+            return why
 
         gold = build_gold()
         silvers >> gold
         catalog = publish_catalog()
         gold >> catalog
-        catalog >> apply_retention()
-        model = train_forecast()
-        catalog >> model
-        score_forecast(model)
+        retention = apply_retention()
+        scored = score_forecast()
+        catalog >> [retention, scored]
+        [retention, scored] >> announce_backfill()
+    return dag
+
+
+def build_training_dag(config_dir: str | Path):
+    """The domain's training DAG: weekly, and once when a backfill of the daily DAG finishes."""
+    from airflow.sdk import DAG, task
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    from lakehouse import alerts, tasks
+
+    config_dir = str(config_dir)
+    cfg = load_domain(config_dir)
+    if cfg.ml is None:
+        return None
+    tz = cfg.timezone
+    with DAG(
+        dag_id=f"{cfg.name}_train",
+        description=f"{cfg.name}: train the forecast from the star schema; champion/challenger",
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.ml.train_schedule, timezone=tz),
+                                     assets=gold_history_asset(cfg.name)),
+        start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure},
+        on_failure_callback=alerts.on_dag_failure,
+        tags=["lakehouse", cfg.name, "ml"],
+        doc_md=__doc__,
+    ) as dag:
+        @task(task_id="train_forecast")
+        def train_forecast() -> dict:
+            from airflow.sdk import get_current_context
+
+            # a weekly run trains on the day before it fires; an asset-triggered run has no
+            # logical date and trains on everything the lake holds
+            logical = get_current_context().get("logical_date")
+            as_of = logical.astimezone(ZoneInfo(tz)).date() - timedelta(days=1) if logical else None
+            return tasks.train(config_dir, as_of)
+
+        train_forecast()
     return dag

@@ -39,9 +39,25 @@ def _champion(state: dict) -> str | None:
     return state["stack"][-1] if state["stack"] else None
 
 
-def champion(lake: Path, name: str) -> str | None:
-    """The version that serves, or None before the first promotion."""
-    return _champion(_state(lake, name))
+def champion(lake: Path, name: str, as_of: date | None = None) -> str | None:
+    """The version that serves, or None before the first promotion.
+
+    With ``as_of``, the version that served on that business date: changes recorded
+    for later dates are ignored, so rescoring a past date (a rerun, a backfill) uses
+    the model of that date and never one trained on data from after it.
+    """
+    state = _state(lake, name)
+    if as_of is None:
+        return _champion(state)
+    stack: list[str] = []
+    for event in state["events"]:
+        if date.fromisoformat(event["on_date"]) > as_of:
+            continue
+        if event["action"] == "promote":
+            stack.append(event["model_version"])
+        elif stack:
+            stack.pop()
+    return stack[-1] if stack else None
 
 
 def registered(lake: Path, name: str) -> pl.DataFrame:

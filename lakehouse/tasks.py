@@ -58,19 +58,52 @@ def _forecast_module(cfg: DomainConfig):
     return importlib.import_module(f"pipelines.{cfg.name}.forecast")
 
 
-def train(config_dir: str, run_date: date) -> dict:
-    from lakehouse.catalog import connect_read_only
+def latest_business_date(cfg: DomainConfig) -> date | None:
+    """The newest business date whose batches reached silver (what training can know)."""
+    from lakehouse import storage
 
-    cfg = _cfg(config_dir)
-    with connect_read_only(cfg) as con:
-        return _forecast_module(cfg).train(cfg, con, run_date)
+    found = [date.fromisoformat(p["ingest_date"]) for c in cfg.contracts
+             for p in storage.partitions(cfg.lake, "silver", f"stg_{c.entity}") if "ingest_date" in p]
+    return max(found, default=None)
 
 
-def score(config_dir: str, run_date: date, model: dict) -> int:
+def train(config_dir: str, as_of: date | None = None) -> dict:
+    """Train (and maybe promote) on what the lake knew at ``as_of``.
+
+    ``as_of`` defaults to the newest business date in silver: a training run
+    triggered by a finished backfill has no date of its own. A later ``as_of`` is
+    capped at that date, so a weekly run on a lake that is behind trains on what is there.
+    """
     from lakehouse.catalog import build_catalog, connect_read_only
 
     cfg = _cfg(config_dir)
+    latest = latest_business_date(cfg)
+    if latest is None:
+        raise RuntimeError(f"{cfg.name}: nothing in silver yet; run the daily DAG before training")
+    as_of = min(as_of, latest) if as_of else latest
     with connect_read_only(cfg) as con:
-        rows = _forecast_module(cfg).score(cfg, con, run_date, model["model_version"], model["artifact"])
-    build_catalog(cfg)  # the forecast and model tables appear to analysts
-    return rows
+        result = _forecast_module(cfg).train(cfg, con, as_of)
+    build_catalog(cfg)  # new registry rows and metrics appear to analysts
+    return result | {"as_of": as_of.isoformat()}
+
+
+class NoChampion(LookupError):
+    """No model served on the business date yet (train one first)."""
+
+
+def score(config_dir: str, run_date: date) -> dict:
+    """Forecast with the champion that served on ``run_date``; idempotent per date."""
+    from lakehouse import registry
+    from lakehouse.catalog import build_catalog, connect_read_only
+
+    cfg = _cfg(config_dir)
+    module = _forecast_module(cfg)
+    version = registry.champion(cfg.lake, module.MODEL_NAME, as_of=run_date)
+    if version is None:
+        raise NoChampion(f"{module.MODEL_NAME}: no champion on {run_date}; the training DAG "
+                         f"({cfg.name}_train) registers one")
+    artifact = registry.artifact(cfg.lake, module.MODEL_NAME, version)
+    with connect_read_only(cfg) as con:
+        rows = module.score(cfg, con, run_date, version, artifact)
+    build_catalog(cfg)  # the forecast and monitoring tables appear to analysts
+    return {"model_version": version, "forecast_rows": rows}

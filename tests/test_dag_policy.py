@@ -26,8 +26,10 @@ def test_retail_daily_shape_snapshot(dagbag):
         "extract_erp", "extract_supplier_api", "extract_inventory_drop",
         "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
         "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
-        "build_gold", "publish_catalog", "apply_retention", "train_forecast", "score_forecast",
+        "build_gold", "publish_catalog", "apply_retention", "score_forecast", "announce_backfill",
     ])
+    assert dag.get_task("announce_backfill").upstream_task_ids == {"apply_retention", "score_forecast"}
+    assert [o.name for o in dag.get_task("announce_backfill").outlets] == ["retail_gold_history"]
     assert dag.get_task("apply_retention").upstream_task_ids == {"publish_catalog"}
     assert dag.get_task("build_gold").upstream_task_ids == {t for t in dag.task_ids if t.startswith("silver_")}
     assert dag.get_task("silver_order_lines").upstream_task_ids == {"extract_erp"}
@@ -37,7 +39,9 @@ def test_every_dag_follows_policy(dagbag):
     for dag in dagbag.dags.values():
         assert dag.tags, dag.dag_id
         assert dag.on_failure_callback is not None, dag.dag_id
-        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable", dag.dag_id
+        # daily DAGs need a real data interval; the training DAG is weekly or asset-triggered
+        expected = "AssetOrTimeSchedule" if dag.dag_id.endswith("_train") else "CronDataIntervalTimetable"
+        assert type(dag.timetable).__name__ == expected, dag.dag_id
         for task in dag.tasks:
             assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure alert"
             if task.task_id.startswith("extract_"):
@@ -46,8 +50,16 @@ def test_every_dag_follows_policy(dagbag):
                 assert task.retries == 0  # a quality gate failure is permanent
 
 
-def test_parsing_imports_nothing_heavy():
-    code = (f"import runpy, sys; runpy.run_path({str(DAGS / 'retail_daily.py')!r}); "
+def test_training_dag_is_weekly_or_after_a_backfill(dagbag):
+    dag = dagbag.dags["retail_train"]
+    assert dag.task_ids == ["train_forecast"] and dag.max_active_runs == 1
+    assert [key.name for key, _ in dag.timetable.asset_condition.iter_assets()] == ["retail_gold_history"]
+    assert dag.timetable.timetable._expression == "0 6 * * 1"
+
+
+@pytest.mark.parametrize("dag_file", ["retail_daily.py", "retail_train.py"])
+def test_parsing_imports_nothing_heavy(dag_file):
+    code = (f"import runpy, sys; runpy.run_path({str(DAGS / dag_file)!r}); "
             "print(sorted(m for m in ('polars', 'duckdb', 'xgboost', 'sklearn', 'pandera') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

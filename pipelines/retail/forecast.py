@@ -176,7 +176,8 @@ def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challe
         champion_wape = ml.wape(holdout["units"], model.predict(holdout.select(feats).to_numpy()).clip(0))
     promote, reason = registry.decide(challenger_wape, champion_wape)
     if promote:
-        registry.promote(cfg.lake, MODEL_NAME, challenger, reason=reason, on=run_date)
+        # a model trained on data through D serves from D + 1: rescoring D keeps D's model
+        registry.promote(cfg.lake, MODEL_NAME, challenger, reason=reason, on=run_date + timedelta(days=1))
     return promote, reason
 
 

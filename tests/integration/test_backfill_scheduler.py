@@ -1,4 +1,8 @@
-"""`airflow backfill create` through Airflow's own scheduler (airflow standalone, LocalExecutor, SQLite)."""
+"""`airflow backfill create` through Airflow's own scheduler (airflow standalone, LocalExecutor, SQLite).
+
+The backfill's runs must succeed, give the lake the same days run one by one would,
+and trigger the training DAG exactly once (not once per backfilled day).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,16 @@ from datetime import timedelta
 
 import pytest
 
-from lakehouse import storage
+from lakehouse import storage, tasks
 from lakehouse.airflow_env import airflow, airflow_env
-from tests.conftest import START, TinyRetail, free_port, run_day_direct
+from tests.conftest import CONFIG_DIR, START, TinyRetail, free_port, run_day_direct
 
 pytestmark = pytest.mark.airflow
 DAYS = [START + timedelta(days=i) for i in range(3)]
 
 
-def _runs(env: dict[str, str]) -> list[dict]:
-    out = airflow("dags", "list-runs", "retail_daily", "-o", "json", env=env).stdout
+def _runs(env: dict[str, str], dag_id: str = "retail_daily") -> list[dict]:
+    out = airflow("dags", "list-runs", dag_id, "-o", "json", env=env).stdout
     # log lines share the stream; the JSON document is the line that parses as a list
     for line in reversed(out.splitlines()):
         if line.startswith("["):
@@ -58,6 +62,8 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
         _wait_for(lambda: airflow("dags", "unpause", "retail_daily", env=env, check=False).returncode == 0
                   and "retail_daily" in airflow("dags", "list", env=env).stdout, "the DAG to be parsed", 120)
         airflow("dags", "unpause", "retail_daily", env=env)
+        _wait_for(lambda: airflow("dags", "unpause", "retail_train", env=env, check=False).returncode == 0,
+                  "the training DAG to be parsed", 120)
         # SQLite allows one writer: the CLI can lose the lock to the scheduler and must retry
         # (the failed transaction is rolled back whole); PostgreSQL metadata has no such limit.
         def created() -> bool:
@@ -77,6 +83,17 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
             return runs if len(runs) == 3 and all(r["state"] == "success" for r in runs) else None
 
         runs = _wait_for(finished, "3 successful backfill runs", 600, every_s=10)
+
+        def trained() -> list[dict] | None:
+            found = [r for r in _runs(env, "retail_train") if r["run_id"].startswith("asset_triggered__")]
+            if any(r["state"] == "failed" for r in found):
+                raise AssertionError(f"the training run failed: {found}")
+            return found if found and all(r["state"] == "success" for r in found) else None
+
+        # the backfill's last run announces gold history once: one training run, not one a day
+        _wait_for(trained, "the training run the backfill triggers", 300, every_s=5)
+        time.sleep(15)  # room for a duplicate to show up, if there were one
+        train_runs = [r for r in _runs(env, "retail_train") if r["run_id"].startswith("asset_triggered__")]
     finally:
         import os
         import signal
@@ -89,6 +106,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
         log.close()
     assert sorted(r["logical_date"][:10] for r in runs) == [d.isoformat() for d in DAYS]
     assert not [r for r in _runs(env) if not r["run_id"].startswith("backfill__")]  # no stray runs
+    assert len(train_runs) == 1, train_runs
     backfilled = storage.layer_hashes(tiny.cfg.lake)
 
     # the same days, one by one, in a fresh lake fed by the same sources
@@ -96,4 +114,5 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     other.advance(DAYS[-1])
     for day in DAYS:
         run_day_direct(other.cfg, day, ml=True)
+    tasks.train(str(CONFIG_DIR))
     assert storage.layer_hashes(other.cfg.lake) == backfilled

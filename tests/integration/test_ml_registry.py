@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import polars as pl
 
-from lakehouse import registry, storage
+from lakehouse import registry, storage, tasks
 from pipelines.retail.forecast import MODEL_NAME
-from tests.conftest import START, run_day_direct
+from tests.conftest import CONFIG_DIR, START, run_day_direct
 
 
 def test_champion_serves_and_every_version_is_measured(tiny):
@@ -16,24 +16,30 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     days = [START + timedelta(days=i) for i in range(3)]
     for day in days:
         tiny.advance(day)
-        run_day_direct(cfg, day, ml=True)
+        run_day_direct(cfg, day, ml=True, train=True)
     models = storage.scan(cfg.lake, "gold", "ml_models").collect()
     events = storage.scan(cfg.lake, "gold", "ml_model_events").sort("sequence").collect()
     champion = registry.champion(cfg.lake, MODEL_NAME)
     assert events["action"][0] == "promote" and events["model_version"][-1] == champion
+    # the first day had no model yet; a model trained on day D serves from D + 1
+    assert events["on_date"][0] == days[1]
     assert set(events["model_version"]) <= set(models["model_version"])
     # each promotion was justified on the same holdout
     assert all("champion" in r or "first version" in r for r in events["reason"])
     forecast = storage.scan(cfg.lake, "gold", "fct_demand_forecast").filter(
         pl.col("forecast_date").cast(pl.Date) == days[-1]).collect()
-    assert forecast["model_version"].unique().to_list() == [champion]
+    assert forecast["model_version"].unique().to_list() == [registry.champion(cfg.lake, MODEL_NAME, days[-1])]
     metrics = storage.scan(cfg.lake, "gold", "ml_model_metrics").collect()
     assert set(metrics["model"]) == {"xgboost", "seasonal_naive", "moving_average_28", "sklearn_hist_gbm"}
     assert set(metrics["segment_type"]) == {"all", "category", "warehouse_id"}
     drift = storage.scan(cfg.lake, "gold", "ml_feature_drift").collect()
-    assert drift["forecast_date"].n_unique() == len(days) and drift["psi"].is_not_null().all()
+    assert drift["forecast_date"].n_unique() == len(days) - 1 and drift["psi"].is_not_null().all()
     accuracy = storage.scan(cfg.lake, "gold", "fct_forecast_accuracy").collect()
     assert accuracy.height > 0 and (accuracy["horizon_days"].is_between(1, 7)).all()
+    # rescoring a past day after later training uses that day's champion: nothing changes
+    before = storage.content_hash(cfg.lake, "gold", "fct_demand_forecast")
+    tasks.score(str(CONFIG_DIR), days[1])
+    assert storage.content_hash(cfg.lake, "gold", "fct_demand_forecast") == before
     # by hand: promote another version, then roll back to the champion it replaced
     other = next(v for v in models["model_version"] if v != champion)
     registry.promote(cfg.lake, MODEL_NAME, other, reason="test", on=days[-1])

@@ -50,3 +50,19 @@ def test_unknown_versions_are_refused(tmp_path):
     _register(tmp_path, "v1")
     with pytest.raises(registry.RegistryError, match="no registered version 'nope'"):
         registry.promote(tmp_path, NAME, "nope", reason="typo", on=date(2026, 11, 1))
+
+
+def test_champion_as_of_a_date_replays_only_the_changes_serving_by_then(tmp_path):
+    for v in ("v1", "v2", "v3"):
+        _register(tmp_path, v)
+    d = date(2026, 11, 1)
+    registry.promote(tmp_path, NAME, "v1", reason="first", on=d)
+    registry.promote(tmp_path, NAME, "v2", reason="better", on=date(2026, 11, 3))
+    registry.promote(tmp_path, NAME, "v3", reason="better", on=date(2026, 11, 5))
+    registry.rollback(tmp_path, NAME, on=date(2026, 11, 6))
+    assert registry.champion(tmp_path, NAME, as_of=date(2026, 10, 31)) is None
+    assert registry.champion(tmp_path, NAME, as_of=d) == "v1"
+    assert registry.champion(tmp_path, NAME, as_of=date(2026, 11, 4)) == "v2"
+    assert registry.champion(tmp_path, NAME, as_of=date(2026, 11, 5)) == "v3"
+    assert registry.champion(tmp_path, NAME, as_of=date(2026, 11, 6)) == "v2"
+    assert registry.champion(tmp_path, NAME) == "v2"
