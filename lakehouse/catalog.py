@@ -9,7 +9,9 @@ new connections get the new file, and nobody blocks anybody.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from lakehouse import storage
 from lakehouse.config import DomainConfig
 
 LAYERS = ("bronze", "silver", "gold")
+log = logging.getLogger(__name__)
 
 
 def _quote_ident(name: str) -> str:
@@ -59,6 +62,7 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
                     if not any(tdir.glob(f"**/{storage.DATA_FILE}")):
                         continue
                     _create_view(con, layer, tdir, comments.get(f"{layer}.{table}"))
+            _create_reporting_views(con, cfg)
         finally:
             con.close()
         fd = os.open(tmp, os.O_RDONLY)
@@ -95,6 +99,35 @@ def _create_view(con: duckdb.DuckDBPyConnection, layer: str, tdir: Path,
     for col, text in cols.items():
         if col in present:
             con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
+
+
+def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -> None:
+    """``views.yaml``: SQL views over the tables, created once every table they read exists."""
+    present = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    for view in cfg.views:
+        name = f"gold.{_quote_ident(view.name)}"
+        missing = sorted(set(re.findall(r"\b((?:bronze|silver|gold)\.[a-z0-9_]+)", view.sql)) - present)
+        if missing:  # e.g. no forecast yet on a fresh lake: the view appears with its inputs
+            log.info("view %s waits for %s", name, ", ".join(missing))
+            continue
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {view.sql}")  # a broken view fails loudly
+        con.execute(f"COMMENT ON VIEW {name} IS {_quote_str(view.description)}")
+
+
+def refresh_catalog(cfg: DomainConfig) -> Path:
+    """Rebuild the catalog only if a table has no view yet (new partitions show up by themselves)."""
+    target = Path(cfg.catalog_path)
+    if target.exists():
+        with duckdb.connect(str(target), read_only=True) as con:
+            views = {f"{s}.{v}" for s, v in con.execute(
+                "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        tables = {f"{layer}.{t}" for layer in LAYERS for t in storage.tables(cfg.lake, layer)
+                  if any(storage.table_dir(cfg.lake, layer, t).glob(f"**/{storage.DATA_FILE}"))}
+        wanted = tables | {f"gold.{v.name}" for v in cfg.views}
+        if wanted <= views:
+            return target
+    return build_catalog(cfg)
 
 
 def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:

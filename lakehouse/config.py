@@ -157,10 +157,19 @@ class GoldTable(Model):
     columns: dict[str, str] = {}
 
 
+class GoldView(Model):
+    """A SQL view over gold (and silver) tables, created in the DuckDB catalog for analysts."""
+
+    name: Annotated[str, Field(pattern=r"^rpt_[a-z0-9_]+$")]
+    description: str
+    sql: str = Field(description="a SELECT over catalog views (gold.*, silver.*)")
+
+
 class MLConfig(Model):
     target_table: str = "fct_order_lines"
     horizon_days: int = Field(7, ge=1, le=60)
     holdout_days: int = Field(28, ge=7)
+    cv_folds: int = Field(3, ge=1, le=12, description="rolling-origin windows; the last is the holdout")
     min_history_days: int = Field(400, ge=30)
     seed: int = 42
     train_schedule: str = Field("0 6 * * 1", description="cron of the weekly training DAG")
@@ -171,7 +180,7 @@ class MLConfig(Model):
     wape_degradation: float = Field(
         0.25, gt=0, description="alert when live WAPE exceeds the holdout WAPE by this share")
     accuracy_window_days: int = Field(7, ge=1, description="days of actuals the live WAPE is measured on")
-    accuracy_min_rows: int = Field(200, ge=1, description="fewer forecast/actual pairs than this: no verdict")
+    accuracy_min_rows: int = Field(1000, ge=1, description="fewer forecast/actual pairs than this: no verdict")
     xgboost: dict[str, Any] = {}
 
 
@@ -188,6 +197,7 @@ class DomainConfig(Model):
     sources: list[Source]
     contracts: list[EntityContract]
     gold: list[GoldTable]
+    views: list[GoldView] = []
     ml: MLConfig | None = None
     retention: Retention = Retention()
 
@@ -263,7 +273,7 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
 
 
 def load_domain(config_dir: str | Path) -> DomainConfig:
-    """Load ``domain.yaml``, ``sources.yaml``, ``contracts/*.yaml`` and ``gold.yaml``.
+    """Load ``domain.yaml``, ``sources.yaml``, ``contracts/*.yaml``, ``gold.yaml`` and ``views.yaml``.
 
     Relative paths in ``lake_root``/``catalog_path``/``landing_dir`` resolve against
     ``LAKEHOUSE_HOME`` (default: the current directory).
@@ -275,7 +285,9 @@ def load_domain(config_dir: str | Path) -> DomainConfig:
     parts.update(domain_data)
     for key in domain_data:
         nodes[key] = (config_dir / "domain.yaml", _child(domain_node, key))
-    for key in ("sources", "gold"):
+    for key in ("sources", "gold", "views"):
+        if key == "views" and not (config_dir / "views.yaml").exists():
+            continue  # reporting views are optional
         data, node = _read_yaml(config_dir / f"{key}.yaml")
         parts[key] = data
         nodes[key] = (config_dir / f"{key}.yaml", node)

@@ -209,7 +209,12 @@ def build_training_dag(config_dir: str | Path):
             # logical date and trains on everything the lake holds
             logical = get_current_context().get("logical_date")
             as_of = logical.astimezone(ZoneInfo(tz)).date() - timedelta(days=1) if logical else None
-            return tasks.train(config_dir, as_of)
+            try:
+                return tasks.train(config_dir, as_of)
+            except tasks.NoData as exc:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(str(exc)) from exc
 
         train_forecast()
     return dag

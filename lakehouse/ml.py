@@ -74,11 +74,55 @@ def psi(expected: np.ndarray | pl.Series, actual: np.ndarray | pl.Series, bins: 
 
 
 def feature_drift(train: pl.DataFrame, current: pl.DataFrame, features: list[str],
-                  threshold: float = 0.2) -> pl.DataFrame:
-    """PSI per feature between the training window and the current scoring window."""
-    rows = [{"feature": f, "psi": round(psi(train[f], current[f]), 6)} for f in features]
-    return pl.DataFrame(rows).with_columns(threshold=pl.lit(threshold),
-                                           drifted=pl.col("psi").is_not_nan() & (pl.col("psi") > threshold))
+                  threshold: float = 0.2, min_rows: int = 1) -> pl.DataFrame:
+    """PSI per feature between the training window and the current scoring window.
+
+    A feature drifts when its PSI exceeds ``threshold`` and the scoring window has at
+    least ``min_rows`` values of it: on a handful of rows PSI is mostly sampling noise
+    (its expected value under no drift is about ``(bins - 1) / n``).
+    """
+    rows = [{"feature": f, "psi": round(psi(train[f], current[f]), 6),
+             "rows": current[f].drop_nulls().len()} for f in features]
+    return pl.DataFrame(rows, schema={"feature": pl.String, "psi": pl.Float64, "rows": pl.Int64}).with_columns(
+        threshold=pl.lit(threshold),
+        drifted=pl.col("psi").is_not_nan() & (pl.col("psi") > threshold) & (pl.col("rows") >= min_rows))
+
+
+def accuracy_degradation(accuracy: pl.LazyFrame, baseline_wape: dict[str, float], *,
+                         threshold: float, min_rows: int) -> pl.DataFrame:
+    """Live WAPE per model version against the WAPE it had on its holdout.
+
+    ``accuracy`` holds ``model_version``, ``predicted_units`` and ``actual_units``
+    for the monitoring window. A version is degraded when live WAPE exceeds its
+    holdout WAPE by more than ``threshold`` (0.25: 25% worse) on at least
+    ``min_rows`` forecast/actual pairs.
+    """
+    live = accuracy.group_by("model_version").agg(
+        ((pl.col("predicted_units") - pl.col("actual_units")).abs().sum()
+         / pl.col("actual_units").abs().sum()).alias("live_wape"),
+        pl.len().alias("rows"),
+    ).collect()
+    base = pl.DataFrame({"model_version": list(baseline_wape), "holdout_wape": list(baseline_wape.values())},
+                        schema={"model_version": pl.String, "holdout_wape": pl.Float64})
+    return live.join(base, on="model_version", how="left").with_columns(
+        degradation=(pl.col("live_wape") / pl.col("holdout_wape") - 1).round(6),
+        live_wape=pl.col("live_wape").round(6), threshold=pl.lit(threshold),
+    ).with_columns(
+        degraded=(pl.col("degradation") > threshold) & (pl.col("rows") >= min_rows)
+        & pl.col("degradation").is_not_nan(),
+    ).sort("model_version")
+
+
+def rolling_origins(last: date, *, folds: int, horizon_days: int) -> list[tuple[date, date]]:
+    """Rolling-origin evaluation windows, oldest first, the last ending on ``last``.
+
+    Each window is ``(origin, end)``: train on dates <= origin, evaluate on
+    ``(origin, end]``. Windows are ``horizon_days`` long and do not overlap.
+    """
+    from datetime import timedelta
+
+    ends = [last - timedelta(days=horizon_days * i) for i in range(folds)]
+    return [(end - timedelta(days=horizon_days), end) for end in reversed(ends)]
 
 
 def frame_hash(frame: pl.DataFrame) -> str:

@@ -74,17 +74,21 @@ def train(config_dir: str, as_of: date | None = None) -> dict:
     triggered by a finished backfill has no date of its own. A later ``as_of`` is
     capped at that date, so a weekly run on a lake that is behind trains on what is there.
     """
-    from lakehouse.catalog import build_catalog, connect_read_only
+    from lakehouse.catalog import connect_read_only, refresh_catalog
 
     cfg = _cfg(config_dir)
     latest = latest_business_date(cfg)
     if latest is None:
-        raise RuntimeError(f"{cfg.name}: nothing in silver yet; run the daily DAG before training")
+        raise NoData(f"{cfg.name}: nothing in silver yet; the daily DAG's first run comes before training")
     as_of = min(as_of, latest) if as_of else latest
     with connect_read_only(cfg) as con:
         result = _forecast_module(cfg).train(cfg, con, as_of)
-    build_catalog(cfg)  # new registry rows and metrics appear to analysts
+    refresh_catalog(cfg)  # registry and metrics tables appear to analysts the first time
     return result | {"as_of": as_of.isoformat()}
+
+
+class NoData(LookupError):
+    """Nothing to train on yet (a fresh lake)."""
 
 
 class NoChampion(LookupError):
@@ -94,7 +98,7 @@ class NoChampion(LookupError):
 def score(config_dir: str, run_date: date) -> dict:
     """Forecast with the champion that served on ``run_date``; idempotent per date."""
     from lakehouse import registry
-    from lakehouse.catalog import build_catalog, connect_read_only
+    from lakehouse.catalog import connect_read_only, refresh_catalog
 
     cfg = _cfg(config_dir)
     module = _forecast_module(cfg)
@@ -105,5 +109,5 @@ def score(config_dir: str, run_date: date) -> dict:
     artifact = registry.artifact(cfg.lake, module.MODEL_NAME, version)
     with connect_read_only(cfg) as con:
         rows = module.score(cfg, con, run_date, version, artifact)
-    build_catalog(cfg)  # the forecast and monitoring tables appear to analysts
+    refresh_catalog(cfg)  # forecast and monitoring tables, and views over them, appear the first time
     return {"model_version": version, "forecast_rows": rows}

@@ -35,11 +35,11 @@ DRIFT_FEATURES = [f"lag_{k}" for k in LAGS] + ["mean_7", "mean_28", "price"]
 # model trained for an earlier day, and rerunning that day trains the same model.
 DAILY_SQL = """
 WITH lines AS (
-    SELECT * FROM silver.stg_order_lines WHERE ingest_date <= $last_actual
+    SELECT * FROM silver.stg_order_lines WHERE ingest_date <= $known_at
     QUALIFY row_number() OVER (PARTITION BY order_line_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 ),
 orders AS (
-    SELECT * FROM silver.stg_orders WHERE ingest_date <= $last_actual
+    SELECT * FROM silver.stg_orders WHERE ingest_date <= $known_at
     QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 ),
 sales AS (
@@ -69,9 +69,16 @@ ORDER BY s.product_id, s.warehouse_id, d.date
 """
 
 
-def daily_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: date) -> pl.DataFrame:
-    """Units per SKU x warehouse x day as known at ``last_actual`` (zeros filled, future rows empty)."""
-    return con.sql(DAILY_SQL, params={"last_actual": last_actual, "until": until}).pl()
+def daily_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: date,
+                 known_at: date | None = None) -> pl.DataFrame:
+    """Units per SKU x warehouse x day up to ``last_actual`` (zeros filled, later rows empty).
+
+    Only batches ingested by ``known_at`` (default ``last_actual``) count: what the
+    pipeline knew that day. A backtest passes a later ``known_at`` to look at past
+    days with everything known now.
+    """
+    params = {"last_actual": last_actual, "until": until, "known_at": known_at or last_actual}
+    return con.sql(DAILY_SQL, params=params).pl()
 
 
 def features(daily: pl.LazyFrame) -> pl.LazyFrame:
@@ -92,64 +99,129 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+MODELS = ["xgboost", "seasonal_naive", "moving_average_28", "sklearn_hist_gbm"]
+
+
+def _fit_and_score(feats: pl.DataFrame, origin: date, end: date, params: dict, seed: int):
+    """Fit on dates <= origin, predict (origin, end] with XGBoost and every baseline."""
+    train_set = feats.filter(pl.col("date") <= origin)
+    test = feats.filter(pl.col("date").is_between(origin, end, closed="right"))
+    model = ml.train_xgboost(train_set, features=FEATURES, target="units", params=params, seed=seed)
+    scored = test.with_columns(
+        xgboost=pl.Series(model.predict(test.select(FEATURES).to_numpy()).clip(0), dtype=pl.Float64),
+        seasonal_naive=pl.col("lag_7").cast(pl.Float64),
+        moving_average_28=pl.col("mean_28"),
+        sklearn_hist_gbm=pl.Series(_sklearn_baseline(train_set, test, seed), dtype=pl.Float64),
+    )
+    return model, train_set, scored
+
+
 def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> dict:
-    """Train on everything before the holdout, evaluate on the last ``holdout_days`` days."""
+    """Rolling-origin cross-validation, then the challenger: trained before the last window.
+
+    The last ``holdout_days`` are the holdout the challenger and the champion are both
+    judged on; ``cv_folds - 1`` earlier windows of the same length give the
+    cross-validated WAPE of every model (``gold.ml_model_metrics``, ``fold`` cv_1..).
+    """
     mlc = cfg.ml
     daily = daily_demand(con, last_actual=run_date, until=run_date)
     feats = features(daily.lazy()).drop_nulls(["lag_28", "mean_28"]).collect()
-    split = run_date - timedelta(days=mlc.holdout_days)
-    train_set = feats.filter(pl.col("date") <= split)
-    holdout = feats.filter(pl.col("date") > split)
     data_hash = ml.frame_hash(feats.select("product_id", "warehouse_id", "date", "units", *FEATURES))
     params = dict(mlc.xgboost)
-    version = hashlib.sha256(json.dumps([data_hash, params, mlc.seed], sort_keys=True).encode()).hexdigest()[:12]
-    model = ml.train_xgboost(train_set, features=FEATURES, target="units", params=params, seed=mlc.seed)
-    scored = holdout.with_columns(
-        xgboost=pl.Series(model.predict(holdout.select(FEATURES).to_numpy()).clip(0), dtype=pl.Float64),
-        seasonal_naive=pl.col("lag_7").cast(pl.Float64),
-        moving_average_28=pl.col("mean_28"),
-        sklearn_hist_gbm=pl.Series(_sklearn_baseline(train_set, holdout, mlc.seed), dtype=pl.Float64),
-    )
-    models = ["xgboost", "seasonal_naive", "moving_average_28", "sklearn_hist_gbm"]
-    by_segment = ml.segment_metrics(scored, actual="units", predictions=models,
-                                    segments=["category", "warehouse_id"])
-    overall = {r["model"]: r for r in by_segment.filter(pl.col("segment_type") == "all").iter_rows(named=True)}
+    version = hashlib.sha256(json.dumps([data_hash, params, mlc.seed, mlc.cv_folds],
+                                        sort_keys=True).encode()).hexdigest()[:12]
+    windows = ml.rolling_origins(run_date, folds=mlc.cv_folds, horizon_days=mlc.holdout_days)
+    first_day = feats["date"].min()
+    windows = [w for w in windows[:-1] if first_day is not None and w[0] > first_day] + windows[-1:]
+    metrics_frames, cv = [], {m: [] for m in MODELS}
+    for i, (origin, end) in enumerate(windows, start=1):
+        model, train_set, scored = _fit_and_score(feats, origin, end, params, mlc.seed)
+        last = i == len(windows)
+        fold = ml.segment_metrics(scored, actual="units", predictions=MODELS,
+                                  segments=["category", "warehouse_id"] if last else [])
+        metrics_frames.append(fold.with_columns(fold=pl.lit(f"cv_{i}"), origin=pl.lit(origin)))
+        for r in fold.filter(pl.col("segment_type") == "all").iter_rows(named=True):
+            cv[r["model"]].append(r["wape"])
+    split, holdout = windows[-1][0], scored
+    by_segment = pl.concat(metrics_frames)
+    overall = {r["model"]: r for r in by_segment.filter(
+        (pl.col("segment_type") == "all") & (pl.col("fold") == f"cv_{len(windows)}")).iter_rows(named=True)}
     metrics = {
         "wape": overall["xgboost"]["wape"], "mae": overall["xgboost"]["mae"], "bias": overall["xgboost"]["bias"],
         "wape_seasonal_naive": overall["seasonal_naive"]["wape"],
         "wape_moving_average_28": overall["moving_average_28"]["wape"],
         "wape_sklearn_hist_gbm": overall["sklearn_hist_gbm"]["wape"],
-        "holdout_rows": float(holdout.height),
+        "holdout_rows": float(holdout.height), "cv_folds": float(len(windows)),
+        **{f"cv_wape_{m}": round(sum(v) / len(v), 6) for m, v in cv.items()},
     }
     metrics["improvement_vs_seasonal_naive"] = 1 - metrics["wape"] / metrics["wape_seasonal_naive"]
     ml.register(cfg.lake, model=model, version=version, run_date=run_date, features=FEATURES,
-                      params=params, metrics=metrics, data_hash=data_hash, name=MODEL_NAME,
-                      train_window=(train_set["date"].min(), split))
+                params=params, metrics=metrics, data_hash=data_hash, name=MODEL_NAME,
+                train_window=(train_set["date"].min(), split))
     storage.publish(by_segment, cfg.lake, "gold", "ml_model_metrics", {"model_version": version})
     promoted, reason = _challenge(cfg, version, holdout, metrics["wape"], run_date)
     serving = registry.champion(cfg.lake, MODEL_NAME)
-    log.info("model %s: WAPE %.3f vs seasonal naive %.3f; %s; serving %s", version, metrics["wape"],
-             metrics["wape_seasonal_naive"], reason, serving)
-    return {"model_version": serving, "artifact": registry.artifact(cfg.lake, MODEL_NAME, serving),
-            "challenger": version, "promoted": promoted, "decision": reason, **metrics}
+    log.info("model %s: WAPE %.3f vs seasonal naive %.3f (CV %.3f vs %.3f over %d folds); %s; serving %s",
+             version, metrics["wape"], metrics["wape_seasonal_naive"], metrics["cv_wape_xgboost"],
+             metrics["cv_wape_seasonal_naive"], len(windows), reason, serving)
+    return {"model_version": serving, "challenger": version, "promoted": promoted, "decision": reason,
+            **metrics}
+
+
+def drift_report(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFrame,
+                 train_to: date) -> pl.DataFrame:
+    """PSI of each drift feature: the scoring window against the model's latest training days.
+
+    The reference is the last ``drift_reference_days`` of the training window, not all
+    of it: demand has a season and a trend, and a year-long reference would flag every
+    summer as drift.
+    """
+    mlc = cfg.ml
+    start = train_to - timedelta(days=mlc.drift_reference_days - 1)
+    reference = history.filter(pl.col("date").is_between(start, train_to)).select(DRIFT_FEATURES).collect()
+    return ml.feature_drift(reference, scoring, DRIFT_FEATURES, mlc.psi_threshold, mlc.drift_min_rows)
 
 
 def _monitor_drift(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFrame, model_version: str,
                    run_date: date) -> pl.DataFrame:
-    """PSI of each feature, scoring window vs the serving model's training window; alert on drift."""
+    """Publish ``gold.ml_feature_drift`` for the day and alert on drifted features."""
     from lakehouse import alerts
 
     row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
-    trained_on = history.filter(pl.col("date").is_between(row["train_from"], row["train_to"])).collect()
-    drift = ml.feature_drift(trained_on, scoring, DRIFT_FEATURES, cfg.ml.psi_threshold).with_columns(
-        model_version=pl.lit(model_version))
+    drift = drift_report(cfg, history, scoring, row["train_to"]).with_columns(model_version=pl.lit(model_version))
     storage.publish(drift, cfg.lake, "gold", "ml_feature_drift", {"forecast_date": run_date.isoformat()})
     drifted = drift.filter(pl.col("drifted"))
     if drifted.height:
         alerts.notify(f":warning: feature drift for {MODEL_NAME} {model_version} on {run_date}: "
                       + ", ".join(f"{f} PSI {p:.2f}" for f, p in drifted.select("feature", "psi").iter_rows())
-                      + f" (threshold {cfg.ml.psi_threshold})")
+                      + f" (threshold {cfg.ml.psi_threshold}); consider retraining ({cfg.name}_train)")
     return drift
+
+
+def _monitor_accuracy(cfg: DomainConfig, run_date: date) -> pl.DataFrame | None:
+    """Live WAPE of each serving version over the last days of actuals vs its holdout WAPE; alert."""
+    from lakehouse import alerts
+
+    mlc = cfg.ml
+    acc = storage.scan(cfg.lake, "gold", "fct_forecast_accuracy", missing_ok=True)
+    if acc is None:
+        return None
+    window = acc.filter(pl.col("target_date").is_between(
+        run_date - timedelta(days=mlc.accuracy_window_days - 1), run_date))
+    versions = registry.registered(cfg.lake, MODEL_NAME)
+    baseline = dict(zip(versions["model_version"], versions["metric_wape"], strict=True)) if versions.height else {}
+    report = ml.accuracy_degradation(window, baseline, threshold=mlc.wape_degradation,
+                                     min_rows=mlc.accuracy_min_rows)
+    if report.height == 0:
+        return report
+    report = report.with_columns(window_days=pl.lit(mlc.accuracy_window_days))
+    storage.publish(report, cfg.lake, "gold", "ml_accuracy_monitor", {"monitor_date": run_date.isoformat()})
+    for r in report.filter(pl.col("degraded")).iter_rows(named=True):
+        alerts.notify(f":chart_with_downwards_trend: {MODEL_NAME} {r['model_version']} is degrading: live WAPE "
+                      f"{r['live_wape']:.3f} over {mlc.accuracy_window_days} days ({r['rows']} forecasts) vs "
+                      f"{r['holdout_wape']:.3f} on its holdout (+{r['degradation']:.0%}, threshold "
+                      f"+{mlc.wape_degradation:.0%}); consider retraining ({cfg.name}_train)")
+    return report
 
 
 def _sklearn_baseline(train_set: pl.DataFrame, holdout: pl.DataFrame, seed: int):
@@ -189,6 +261,7 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
     history = features(daily.lazy())
     feats = history.filter(pl.col("date") > run_date).collect()
     _monitor_drift(cfg, history, feats, model_version, run_date)
+    _monitor_accuracy(cfg, run_date)
     model = ml.load_model(cfg.lake, artifact)
     pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
     # forecast_date is the partition key, so it is not repeated inside the file

@@ -45,6 +45,9 @@ class SimulationParams:
     inventory_days: int = 45
     seed: int = 7
     dirty_rate: float = 0.002  # share of order lines / count rows that break a contract
+    # a price regime change: from this day every list price is multiplied by the factor
+    # and demand answers with an elasticity of -1.2 (drift-monitoring tests)
+    price_shock: tuple[date, float] | None = None
 
     @property
     def days(self) -> list[date]:
@@ -124,7 +127,19 @@ class RetailWorld:
                 rows.append(dict(version))
                 if version["is_discontinued"]:
                     break
-        return pl.DataFrame(rows).sort("product_id", "updated_at")
+        versions = pl.DataFrame(rows).sort("product_id", "updated_at")
+        return versions if self.p.price_shock is None else self._shock_prices(versions)
+
+    def _shock_prices(self, versions: pl.DataFrame) -> pl.DataFrame:
+        """Re-price every product at the shock: a new version then, later versions scaled too."""
+        day, factor = self.p.price_shock
+        at = datetime.combine(day, datetime.min.time()) + timedelta(hours=6)
+        before = versions.filter(pl.col("updated_at") < at)
+        repriced = (before.group_by("product_id").agg(pl.all().sort_by("updated_at").last())
+                    .filter(~pl.col("is_discontinued")).with_columns(updated_at=pl.lit(at)))
+        after = pl.concat([repriced.select(versions.columns), versions.filter(pl.col("updated_at") >= at)])
+        after = after.with_columns((pl.col("unit_price") * factor).round(2))
+        return pl.concat([before, after]).sort("product_id", "updated_at")
 
     @cached_property
     def customer_versions(self) -> pl.DataFrame:
@@ -187,6 +202,9 @@ class RetailWorld:
         lam_sku = base["base_demand"].to_numpy()[None, :] * season * week * trend * holiday * pre_hol * uplift
         wh_factor = rng.uniform(0.6, 1.4, n_w)
         lam = lam_sku[:, :, None] * wh_factor[None, None, :]  # (d, s, w)
+        if p.price_shock is not None:
+            shocked = np.array([d >= p.price_shock[0] for d in days])
+            lam[shocked] *= p.price_shock[1] ** -1.2
         # discontinued products stop selling from their discontinuation day
         disc = self.product_versions.filter(pl.col("is_discontinued"))
         day_index = {d: i for i, d in enumerate(days)}
