@@ -18,6 +18,10 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# Seed scale (10,247 SKUs x 12 warehouses); BENCH_ARGS="--skus 1000 --warehouses 4" for a quick look
+bench: setup
+	$(PY) -m benchmarks.ml_bench $(BENCH_ARGS) --out data/bench_ml.json
+
 lint: setup
 	$(PY) -m ruff check .
 

@@ -67,8 +67,10 @@ def summary(home: Path) -> str:
         "gold.fct_inventory_daily", "gold.dim_product", "silver.quarantine", "gold.fct_demand_forecast")}
     by_rule = q("SELECT entity, rule, count(*) FROM silver.quarantine GROUP BY ALL ORDER BY 3 DESC").fetchall()
     model = q("""SELECT model_version, metric_wape, metric_wape_seasonal_naive,
-                        metric_improvement_vs_seasonal_naive, metric_wape_sklearn_hist_gbm
+                        metric_improvement_vs_seasonal_naive, metric_wape_sklearn_hist_gbm,
+                        metric_cv_wape_xgboost, metric_cv_wape_seasonal_naive, metric_cv_folds
                  FROM gold.ml_models ORDER BY trained_for_date DESC, model_version LIMIT 1""").fetchone()
+    risk = q("SELECT risk, count(*) FROM gold.rpt_stockout_risk GROUP BY 1 ORDER BY 2 DESC").fetchall()
     champion = q("SELECT model_version FROM gold.ml_model_events ORDER BY sequence DESC LIMIT 1").fetchone()[0]
     late = q("""SELECT count(*) FILTER (WHERE is_deleted), count(*) FILTER (WHERE is_inferred)
                 FROM gold.dim_customer""").fetchone()
@@ -80,6 +82,8 @@ def summary(home: Path) -> str:
     lines += [f"closed-account versions in dim_customer: {late[0]}, inferred customers: {late[1]}"]
     lines += [f"latest challenger {model[0]}: WAPE {model[1]:.3f} vs seasonal-naive {model[2]:.3f} "
               f"({model[3]:.0%} better), scikit-learn HistGBM {model[4]:.3f}; serving champion: {champion}",
+              f"  rolling-origin CV over {model[7]:.0f} folds: WAPE {model[5]:.3f} vs seasonal-naive {model[6]:.3f}",
+              "stockout risk (gold.rpt_stockout_risk): " + ", ".join(f"{r}={n}" for r, n in risk),
               f"peak memory of one pipeline process: {peak:,.0f} MiB",
               f"DuckDB catalog: {cfg.catalog_path}",
               f"  duckdb -readonly {cfg.catalog_path} \"SELECT category, sum(revenue) FROM "

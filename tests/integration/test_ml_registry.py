@@ -36,6 +36,15 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     assert drift["forecast_date"].n_unique() == len(days) - 1 and drift["psi"].is_not_null().all()
     accuracy = storage.scan(cfg.lake, "gold", "fct_forecast_accuracy").collect()
     assert accuracy.height > 0 and (accuracy["horizon_days"].is_between(1, 7)).all()
+    # analysts' stockout view: one row per SKU x warehouse of the latest forecast
+    import duckdb
+
+    with duckdb.connect(cfg.catalog_path, read_only=True) as con:
+        risk = con.execute("SELECT product_id, warehouse_id, risk, forecast_units_7d, on_hand, days_of_cover "
+                           "FROM gold.rpt_stockout_risk").pl()
+    assert risk.height == forecast.select("product_id", "warehouse_id").unique().height
+    assert set(risk["risk"]) <= {"out", "high", "medium", "low", "unknown"}
+    assert risk.filter(pl.col("on_hand").is_not_null()).height > 0
     # rescoring a past day after later training uses that day's champion: nothing changes
     before = storage.content_hash(cfg.lake, "gold", "fct_demand_forecast")
     tasks.score(str(CONFIG_DIR), days[1])
