@@ -40,7 +40,7 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     import duckdb
 
     with duckdb.connect(cfg.catalog_path, read_only=True) as con:
-        risk = con.execute("SELECT product_id, warehouse_id, risk, forecast_units_7d, on_hand, days_of_cover "
+        risk = con.sql("SELECT product_id, warehouse_id, risk, forecast_units_7d, on_hand, days_of_cover "
                            "FROM gold.rpt_stockout_risk").pl()
     assert risk.height == forecast.select("product_id", "warehouse_id").unique().height
     assert set(risk["risk"]) <= {"out", "high", "medium", "low", "unknown"}
