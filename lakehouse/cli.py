@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     model.add_argument("--reason", default="manual")
     model.add_argument("--on", type=date.fromisoformat, default=None,
                        help="business date from which the change serves (default: today)")
+    al = sub.add_parser("alerts", help="open alert incidents and their digests; --resolve KEY closes one")
+    al.add_argument("--resolve", metavar="KEY", help="close an incident (silences it until it fails again)")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
@@ -66,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rebuild(cfg), indent=1))
     elif args.command == "model":
         print(json.dumps(_model_command(cfg, args), indent=1, default=str))
+    elif args.command == "alerts":
+        from lakehouse import alerts
+
+        if args.resolve:
+            if alerts.resolve(args.resolve, f":mute: *{args.resolve}* closed by hand.") is None:
+                raise SystemExit(f"no open incident {args.resolve!r}")
+        print(json.dumps(alerts.open_incidents(), indent=1))
     elif args.command == "retention":
         print(json.dumps(tasks.retention(config_dir, args.date)))
     elif args.command == "vacuum":

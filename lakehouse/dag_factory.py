@@ -95,8 +95,10 @@ def build_dag(config_dir: str | Path):
         catchup=False,  # history is loaded by the start date's full load and by backfills
         end_date=_end(cfg),
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure},
+        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure,
+                      "on_success_callback": alerts.on_task_success},
         on_failure_callback=alerts.on_dag_failure,
+        on_success_callback=alerts.on_dag_success,
         params={"force_extract": Param(False, type="boolean",
                                        description="re-extract even if the bronze partition exists")},
         tags=["lakehouse", cfg.name],
@@ -196,8 +198,10 @@ def build_training_dag(config_dir: str | Path):
         start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
         catchup=False,
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure},
+        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure,
+                      "on_success_callback": alerts.on_task_success},
         on_failure_callback=alerts.on_dag_failure,
+        on_success_callback=alerts.on_dag_success,
         tags=["lakehouse", cfg.name, "ml"],
         doc_md=__doc__,
     ) as dag:

@@ -49,6 +49,7 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     url = f"http://127.0.0.1:{server.server_address[1]}"
     monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
     monkeypatch.setenv("RETAIL_API_URL", url)
+    monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))  # incidents per test
     try:
         yield TinyRetail(tmp_path, url, api_file)
     finally:

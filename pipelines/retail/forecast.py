@@ -191,10 +191,13 @@ def _monitor_drift(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFra
     drift = drift_report(cfg, history, scoring, row["train_to"]).with_columns(model_version=pl.lit(model_version))
     storage.publish(drift, cfg.lake, "gold", "ml_feature_drift", {"forecast_date": run_date.isoformat()})
     drifted = drift.filter(pl.col("drifted"))
+    key = f"drift:{MODEL_NAME}"  # one incident while drift lasts, a recovery when it ends
     if drifted.height:
         alerts.notify(f":warning: feature drift for {MODEL_NAME} {model_version} on {run_date}: "
                       + ", ".join(f"{f} PSI {p:.2f}" for f, p in drifted.select("feature", "psi").iter_rows())
-                      + f" (threshold {cfg.ml.psi_threshold}); consider retraining ({cfg.name}_train)")
+                      + f" (threshold {cfg.ml.psi_threshold}); consider retraining ({cfg.name}_train)", key=key)
+    else:
+        alerts.resolve(key, f":white_check_mark: no feature drift for {MODEL_NAME} on {run_date}.")
     return drift
 
 
@@ -216,11 +219,17 @@ def _monitor_accuracy(cfg: DomainConfig, run_date: date) -> pl.DataFrame | None:
         return report
     report = report.with_columns(window_days=pl.lit(mlc.accuracy_window_days))
     storage.publish(report, cfg.lake, "gold", "ml_accuracy_monitor", {"monitor_date": run_date.isoformat()})
-    for r in report.filter(pl.col("degraded")).iter_rows(named=True):
+    for r in report.iter_rows(named=True):
+        key = f"accuracy:{MODEL_NAME}:{r['model_version']}"
+        if not r["degraded"]:
+            if r["rows"] >= mlc.accuracy_min_rows:
+                alerts.resolve(key, f":white_check_mark: {MODEL_NAME} {r['model_version']} accuracy is back "
+                                    f"within +{mlc.wape_degradation:.0%} of its holdout.")
+            continue
         alerts.notify(f":chart_with_downwards_trend: {MODEL_NAME} {r['model_version']} is degrading: live WAPE "
                       f"{r['live_wape']:.3f} over {mlc.accuracy_window_days} days ({r['rows']} forecasts) vs "
                       f"{r['holdout_wape']:.3f} on its holdout (+{r['degradation']:.0%}, threshold "
-                      f"+{mlc.wape_degradation:.0%}); consider retraining ({cfg.name}_train)")
+                      f"+{mlc.wape_degradation:.0%}); consider retraining ({cfg.name}_train)", key=key)
     return report
 
 
