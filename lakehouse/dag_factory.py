@@ -36,8 +36,11 @@ def business_date(tz: str) -> date:
     """
     from airflow.sdk import get_current_context
 
-    ctx = get_current_context()
-    return ctx["logical_date"].astimezone(ZoneInfo(tz)).date()
+    return _business_date_of(get_current_context()["logical_date"], tz)
+
+
+def _business_date_of(logical_date: datetime, tz: str) -> date:
+    return logical_date.astimezone(ZoneInfo(tz)).date()
 
 
 def _run_id() -> str:

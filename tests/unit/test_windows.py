@@ -28,3 +28,27 @@ def test_windows_initial_load_lookback_and_gap():
     assert (normal.end - normal.start).days == 3  # the day plus a 2-day lookback
     widened = extraction_window(cfg, SOURCE, day, datetime.combine(start, datetime.min.time()))
     assert widened.start == datetime.combine(start, datetime.min.time())  # missed runs are caught up
+
+
+@pytest.mark.parametrize("first", [date(2026, 3, 25), date(2026, 10, 21)])
+def test_the_daily_timetable_gives_each_business_day_once_across_dst(first):
+    """Scheduling in Europe/Paris across a DST change: every business date once, none dropped."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's side
+
+    from lakehouse.dag_factory import _business_date_of
+
+    tz = ZoneInfo("Europe/Paris")
+    timetable = CronDataIntervalTimetable("0 0 * * *", timezone="Europe/Paris")
+    start = datetime.combine(first, datetime.min.time(), tz)
+    restriction = TimeRestriction(earliest=start, latest=start + timedelta(days=10), catchup=True)
+    last, days = None, []
+    while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
+        last = info.data_interval
+        days.append(_business_date_of(info.logical_date, "Europe/Paris"))
+        hours = (last.end - last.start).total_seconds() / 3600
+        assert hours in (23, 24, 25)
+    assert days == [first + timedelta(days=i) for i in range(11)]
