@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     model.add_argument("--reason", default="manual")
     model.add_argument("--on", type=date.fromisoformat, default=None,
                        help="business date from which the change serves (default: today)")
+    sub.add_parser("status", help="rows, partitions, latest business date and age of every table; quarantine")
     al = sub.add_parser("alerts", help="open alert incidents and their digests; --resolve KEY closes one")
     al.add_argument("--resolve", metavar="KEY", help="close an incident (silences it until it fails again)")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rebuild(cfg), indent=1))
     elif args.command == "model":
         print(json.dumps(_model_command(cfg, args), indent=1, default=str))
+    elif args.command == "status":
+        from lakehouse.status import render
+
+        print(render(cfg))
     elif args.command == "alerts":
         from lakehouse import alerts
 

@@ -64,6 +64,15 @@ def test_three_days_reconcile_source_to_gold(tiny):
     assert figures["quarantined_lines"] > 0 and figures["gold_lines"] > 1000
     forecastable = storage.scan(tiny.cfg.lake, "gold", "dim_date").collect()
     assert forecastable["date"].max() > DAYS[-1]
+    # `lakehouse status` reports the same figures the lake holds
+    from lakehouse.status import lake_status, render
+
+    status = {f"{s.layer}.{s.table}": s for s in lake_status(tiny.cfg)}
+    assert status["gold.fct_order_lines"].rows == figures["gold_lines"]
+    assert status["bronze.erp__order_lines"].latest_partition == DAYS[-1]
+    assert all(s.written_hours_ago < 1 for s in status.values())
+    text = render(tiny.cfg)
+    assert "gold.fct_order_lines" in text and "order_lines" in text.split("quarantine (rejected rows)")[1]
 
 
 def test_rerunning_a_day_changes_no_layer(tiny):
