@@ -60,6 +60,7 @@ class RetailWorld:
 
     def __init__(self, params: SimulationParams) -> None:
         self.p = params
+        self.days = params.days  # computed once: the simulator indexes it per product change
         self.rng = np.random.default_rng(params.seed)
 
     # ------------------------------------------------------------------ dimensions
@@ -105,7 +106,7 @@ class RetailWorld:
         """Every version of every product with the moment it became true (``updated_at``)."""
         rng = np.random.default_rng(self.p.seed + 3)
         base = self._product_base
-        span = len(self.p.days)
+        span = len(self.days)
         rows = []
         created = datetime.combine(self.p.history_start - timedelta(days=30), datetime.min.time())
         for rec in base.iter_rows(named=True):
@@ -114,7 +115,7 @@ class RetailWorld:
             rows.append(dict(version))
             n_changes = int(rng.integers(0, 4))
             for day in sorted(rng.integers(1, span, n_changes)):
-                at = datetime.combine(self.p.days[day], datetime.min.time()) + timedelta(
+                at = datetime.combine(self.days[day], datetime.min.time()) + timedelta(
                     seconds=int(rng.integers(8 * 3600, 18 * 3600)))
                 kind = rng.random()
                 if kind < 0.75:
@@ -158,14 +159,14 @@ class RetailWorld:
             }
             rows.append(dict(version))
             if rng.random() < 0.15:
-                day = self.p.days[int(rng.integers(1, len(self.p.days)))]
+                day = self.days[int(rng.integers(1, len(self.days)))]
                 version["city"] = CITIES[int(rng.integers(0, len(CITIES)))]
                 version["updated_at"] = datetime.combine(day, datetime.min.time()) + timedelta(hours=11)
                 rows.append(dict(version))
             # some accounts are closed (flagged deleted); half of those are reopened later
             if i > 0 and rng.random() < 0.06:
                 closed = max(version["updated_at"], datetime.combine(
-                    self.p.days[int(rng.integers(1, len(self.p.days)))], datetime.min.time())) + timedelta(hours=15)
+                    self.days[int(rng.integers(1, len(self.days)))], datetime.min.time())) + timedelta(hours=15)
                 rows.append(version | {"is_deleted": True, "updated_at": closed})
                 if rng.random() < 0.5:
                     rows.append(version | {"updated_at": closed + timedelta(days=int(rng.integers(5, 40)))})
@@ -176,7 +177,7 @@ class RetailWorld:
     def daily(self) -> pl.DataFrame:
         """Units sold per (day, product, warehouse), with price, promo and closing stock."""
         p, rng = self.p, np.random.default_rng(self.p.seed + 5)
-        days = p.days
+        days = self.days
         n_d, n_s, n_w = len(days), p.n_skus, p.n_warehouses
         base = self._product_base
         cat_idx = np.array([CATEGORIES.index(c) for c in base["category"]])
@@ -235,10 +236,11 @@ class RetailWorld:
             np.add.at(pipeline, (arrival[s_i, 0], s_i, w_i), qty[s_i, w_i])
             pending |= need
         d_idx, s_idx, w_idx = np.meshgrid(np.arange(n_d), np.arange(n_s), np.arange(n_w), indexing="ij")
+        # gather ids in Polars: a numpy object array of strings is slow at seed scale (49 M cells)
         return pl.DataFrame({
-            "day": np.array(days, dtype="datetime64[D]")[d_idx.ravel()],
-            "product_id": base["product_id"].to_numpy()[s_idx.ravel()],
-            "warehouse_id": self.warehouses["warehouse_id"].to_numpy()[w_idx.ravel()],
+            "day": pl.Series(np.array(days, dtype="datetime64[D]")).gather(d_idx.ravel()),
+            "product_id": base["product_id"].gather(s_idx.ravel()),
+            "warehouse_id": self.warehouses["warehouse_id"].gather(w_idx.ravel()),
             "units": sold.ravel(),
             "closing_stock": closing.ravel(),
             "discount_pct": discount[d_idx.ravel(), s_idx.ravel()],
@@ -309,7 +311,7 @@ class RetailWorld:
     def supplier_performance(self) -> pl.DataFrame:
         rng = np.random.default_rng(self.p.seed + 7)
         sup = self.suppliers
-        days = self.p.days
+        days = self.days
         n = sup.height * len(days)
         return pl.DataFrame({
             "supplier_id": np.tile(sup["supplier_id"].to_numpy(), len(days)),
