@@ -159,5 +159,10 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
 
 
 def build_all(cfg: DomainConfig, run_date: date) -> dict[str, int]:
-    """Build every gold table in configured order (dimensions before facts)."""
-    return {t.name: build_table(cfg, t, run_date) for t in cfg.gold}
+    """Build every gold table in configured order (dimensions before facts).
+
+    Gold is a function of silver alone, so concurrent runs only need to take turns: the
+    last build starts after every silver table it could see was published.
+    """
+    with storage.locked(cfg.lake, "gold"):
+        return {t.name: build_table(cfg, t, run_date) for t in cfg.gold}

@@ -28,10 +28,14 @@ def extract(config_dir: str, source: str, run_date: date, run_id: str, force: bo
 
 def silver(config_dir: str, entity: str, run_date: date, run_id: str) -> dict:
     from lakehouse import silver as silver_layer
+    from lakehouse.storage import locked
 
     cfg = _cfg(config_dir)
-    staged = silver_layer.stage(cfg, entity, run_date, run_id)
-    return staged | {"silver_rows": silver_layer.build(cfg, entity)}
+    # runs for other dates may stage the same entity concurrently; building under the lock
+    # means the last build sees every batch staged before it, so the final table has them all
+    with locked(cfg.lake, f"silver_{entity}"):
+        staged = silver_layer.stage(cfg, entity, run_date, run_id)
+        return staged | {"silver_rows": silver_layer.build(cfg, entity)}
 
 
 def gold(config_dir: str, run_date: date) -> dict:

@@ -1,7 +1,8 @@
 """`airflow backfill create` through Airflow's own scheduler (airflow standalone, LocalExecutor, SQLite).
 
-The backfill's runs must succeed, give the lake the same days run one by one would,
-and trigger the training DAG exactly once (not once per backfilled day).
+The backfill's runs (all 3 at once: --max-active-runs 3) must succeed, give the lake
+the same days run one by one would, and trigger the training DAG exactly once (not
+once per backfilled day).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
         # (the failed transaction is rolled back whole); PostgreSQL metadata has no such limit.
         def created() -> bool:
             proc = airflow("backfill", "create", "--dag-id", "retail_daily", "--from-date",
-                           DAYS[0].isoformat(), "--to-date", DAYS[-1].isoformat(), "--max-active-runs", "1",
+                           DAYS[0].isoformat(), "--to-date", DAYS[-1].isoformat(), "--max-active-runs", "3",
                            env=env, check=False)
             if proc.returncode != 0 and "database is locked" not in proc.stdout:
                 raise AssertionError(f"backfill create failed:\n{proc.stdout[-3000:]}")
