@@ -20,6 +20,8 @@ from tests.conftest import CONFIG_DIR, START, TinyRetail, free_port, run_day_dir
 
 pytestmark = pytest.mark.airflow
 DAYS = [START + timedelta(days=i) for i in range(3)]
+FILE_DROP_TABLES = {"bronze.inventory_drop__inventory_counts", "silver.stg_inventory_counts",
+                    "silver.inventory_counts"}
 
 
 def _runs(env: dict[str, str], dag_id: str = "retail_daily") -> list[dict]:
@@ -119,4 +121,14 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     for day in DAYS:
         run_day_direct(other.cfg, day, ml=True)
     tasks.train(str(CONFIG_DIR))
-    assert storage.layer_hashes(other.cfg.lake) == backfilled
+    daily = storage.layer_hashes(other.cfg.lake)
+    # A file drop goes to the first run that sees it: with 3 runs at once, a later day's run can
+    # take an earlier day's files. Its rows then carry another ingest_date, nothing else moves:
+    # same rows in silver, the same gold, and every other table is hash-equal.
+    assert {t for t in daily if daily[t] != backfilled[t]} <= FILE_DROP_TABLES
+    volatile = {"ingest_date", "_run_id", "_ingested_at"}
+    for table in ("stg_inventory_counts", "inventory_counts"):
+        assert storage.content_hash(other.cfg.lake, "silver", table, ignore=volatile) == \
+            storage.content_hash(tiny.cfg.lake, "silver", table, ignore=volatile)
+    bronze = "inventory_drop__inventory_counts"
+    assert storage.row_count(other.cfg.lake, "bronze", bronze) == storage.row_count(tiny.cfg.lake, "bronze", bronze)
