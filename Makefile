@@ -3,13 +3,22 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint bench airflow-ui clean
+.PHONY: setup browser demo test lint bench airflow-ui report status clean
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
 setup: | $(UV)
 	$(UV) sync --frozen
+	@$(MAKE) --no-print-directory browser
+
+# Debian's chromium for the browser tests (Airflow UI, health report); root installs it
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium is not installed; browser tests skip locally and fail under CI=true"
 
 demo: setup
 	$(PY) -m pipelines.retail.demo
@@ -27,6 +36,13 @@ lint: setup
 
 airflow-ui: setup
 	$(PY) -c "from lakehouse.airflow_env import airflow_env, airflow; airflow('standalone', env=airflow_env(), quiet=False)"
+
+# the HTML health dashboard and the terminal status of the demo lake
+report: setup
+	$(PY) -m lakehouse.cli report
+
+status: setup
+	$(PY) -m lakehouse.cli status
 
 clean:
 	rm -rf data .airflow

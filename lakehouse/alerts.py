@@ -132,10 +132,12 @@ def incident(key: str, text: str, *, when: str | None = None) -> bool:
             current["count"] += 1
             if when and when not in current["dates"]:
                 current["dates"].append(when)
+            if when and when not in current.setdefault("pending", []):
+                current["pending"].append(when)
             current["last_seen"] = now
             return False
         incidents[key] = {"opened": now, "last_seen": now, "count": 1, "dates": [when] if when else [],
-                          "text": text}
+                          "pending": [when] if when else [], "text": text}
         return True
 
     opened = _update(mutate)
@@ -148,11 +150,39 @@ def resolve(key: str, text: str | None = None) -> dict | None:
     """Close ``key``'s incident if open and send a recovery with its digest; returns the incident."""
     closed = _update(lambda incidents: incidents.pop(key, None))
     if closed is not None and not closed.get("silent"):
-        dates = sorted(closed["dates"])
-        digest = (f" Failed {closed['count']} time(s) since {closed['opened']}"
-                  + (f" for {len(dates)} date(s): {_span(dates)}." if dates else "."))
-        send((text or f":white_check_mark: *{key}* recovered.") + digest)
+        send((text or f":white_check_mark: *{key}* recovered.") + _digest(closed))
     return closed
+
+
+def settle(key: str, when: str, text: str) -> dict | None:
+    """``key`` succeeded for date ``when``: recover once every failed date has, or a later date.
+
+    A backfill runs days side by side, so a success for an earlier day that never failed
+    (or one of several failed days succeeding) says nothing about the rest: no recovery yet.
+    """
+    def mutate(incidents: dict) -> dict | None:
+        current = incidents.get(key)
+        if current is None:
+            return None
+        pending = current.get("pending") or []
+        if pending and when > max(pending):
+            pending.clear()  # a later day succeeded: whatever broke the failed days works again
+        elif pending and when not in pending:
+            return None  # an earlier day that never failed: says nothing about the failed ones
+        if when in pending:
+            pending.remove(when)
+        return incidents.pop(key) if not pending else None
+
+    closed = _update(mutate)
+    if closed is not None and not closed.get("silent"):
+        send(text + _digest(closed))
+    return closed
+
+
+def _digest(closed: dict) -> str:
+    dates = sorted(closed["dates"])
+    return (f" Failed {closed['count']} time(s) since {closed['opened']}"
+            + (f" for {len(dates)} date(s): {_span(dates)}." if dates else "."))
 
 
 def _span(dates: list[str]) -> str:
@@ -190,7 +220,8 @@ def on_task_success(context: dict) -> None:
     dag_id, task_id = _dag_id(context), getattr(ti, "task_id", "?")
     key = f"task:{dag_id}.{task_id}"
     if key in open_incidents():  # a read without the lock first: most successes have nothing to close
-        resolve(key, f":white_check_mark: *{dag_id}.{task_id}* succeeded again for {_logical(context)}.")
+        settle(key, _logical(context),
+               f":white_check_mark: *{dag_id}.{task_id}* succeeded again for {_logical(context)}.")
 
 
 def on_dag_failure(context: dict) -> None:
@@ -208,7 +239,8 @@ def on_dag_failure(context: dict) -> None:
 def on_dag_success(context: dict) -> None:
     dag_id = _dag_id(context)
     if f"dag:{dag_id}" in open_incidents():
-        resolve(f"dag:{dag_id}", f":white_check_mark: DAG *{dag_id}* succeeded again for {_logical(context)}.")
+        settle(f"dag:{dag_id}", _logical(context),
+               f":white_check_mark: DAG *{dag_id}* succeeded again for {_logical(context)}.")
 
 
 def notify(text: str, key: str | None = None) -> None:

@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> None:
     model.add_argument("--reason", default="manual")
     model.add_argument("--on", type=date.fromisoformat, default=None,
                        help="business date from which the change serves (default: today)")
-    sub.add_parser("status", help="rows, partitions, latest business date and age of every table; quarantine")
+    st = sub.add_parser("status", help="last runs, freshness, rows, partitions and age of every table; quarantine")
+    st.add_argument("--as-of", type=date.fromisoformat, default=None,
+                    help="business date freshness is measured against (default: yesterday)")
+    rep = sub.add_parser("report", help="write the self-contained HTML health dashboard")
+    rep.add_argument("--out", type=Path, default=None, help="default: <catalog dir>/reports/<domain>_health.html")
+    rep.add_argument("--as-of", type=date.fromisoformat, default=None,
+                     help="business date freshness is measured against (default: yesterday)")
     al = sub.add_parser("alerts", help="open alert incidents and their digests; --resolve KEY closes one")
     al.add_argument("--resolve", metavar="KEY", help="close an incident (silences it until it fails again)")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
@@ -72,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "status":
         from lakehouse.status import render
 
-        print(render(cfg))
+        print(render(cfg, args.as_of))
+    elif args.command == "report":
+        from lakehouse.report import write_report
+
+        print(write_report(cfg, args.out, args.as_of))
     elif args.command == "alerts":
         from lakehouse import alerts
 

@@ -167,6 +167,13 @@ class GoldView(Model):
     sql: str = Field(description="a SELECT over catalog views (gold.*, silver.*)")
 
 
+class Freshness(Model):
+    """A table's newest business-date partition may lag the run's business date by at most this."""
+
+    table: Annotated[str, Field(pattern=r"^(bronze|silver|gold)\.[a-z_][a-z0-9_]*$")]
+    max_lag_days: int = Field(1, ge=0)
+
+
 class MLConfig(Model):
     target_table: str = "fct_order_lines"
     horizon_days: int = Field(7, ge=1, le=60)
@@ -202,6 +209,8 @@ class DomainConfig(Model):
     views: list[GoldView] = []
     ml: MLConfig | None = None
     retention: Retention = Retention()
+    freshness: list[Freshness] = Field(
+        [], description="tables checked after each run; a stale one alerts (non-blocking)")
 
     def source(self, name: str) -> DatabaseSource | RestSource | FileSource:
         return next(s for s in self.sources if s.name == name)

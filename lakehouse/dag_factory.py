@@ -1,8 +1,9 @@
 """Build a domain's daily DAG from its configuration.
 
 Daily shape (ADR 0004): ``extract_<source>`` -> ``silver_<entity>`` -> ``build_gold``
--> ``publish_catalog`` -> ``apply_retention`` and ``score_forecast`` ->
-``announce_backfill``. The business date is the start of the run's data interval
+-> ``publish_catalog`` -> ``apply_retention``, ``score_forecast`` and ``check_freshness``
+-> ``announce_backfill`` and ``write_report`` (the HTML health dashboard). Every task
+try is recorded in the lake's run history (``lakehouse.runlog``) for that dashboard. The business date is the start of the run's data interval
 in the domain's timezone: the timetable is a ``CronDataIntervalTimetable`` on
 purpose, since a plain cron string in Airflow 3 gives a zero-width interval.
 
@@ -50,20 +51,31 @@ def _run_id() -> str:
     return f"{ctx['dag'].dag_id}/{ctx['run_id']}"
 
 
+def permanent_errors() -> tuple[type[Exception], ...]:
+    """Errors a retry cannot fix: bad data and bad configuration (ADR 0010).
+
+    Anything else (a timeout, a refused connection, a 5xx after the client's own
+    retries) is transient and gets the task's retries with exponential backoff.
+    """
+    from lakehouse.config import ConfigError
+    from lakehouse.extract.files import FileError
+    from lakehouse.silver import QualityGateError
+
+    return (QualityGateError, FileError, ConfigError)
+
+
 def _fail_fast(fn):
-    """Quality-gate failures are permanent: fail the task at once instead of retrying."""
+    """Permanent errors fail the task at once (no retries); transient ones propagate to be retried."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from airflow.sdk.exceptions import AirflowFailException
 
-        from lakehouse.silver import QualityGateError
-
         try:
             return fn(*args, **kwargs)
-        except QualityGateError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        except permanent_errors() as exc:
+            raise AirflowFailException(f"{type(exc).__name__} (permanent, not retried): {exc}") from exc
 
     return wrapper
 
@@ -72,6 +84,15 @@ def _end(cfg) -> datetime | None:
     if cfg.end_date is None:
         return None
     return datetime.combine(cfg.end_date, datetime.min.time(), ZoneInfo(cfg.timezone))
+
+
+def task_callbacks(config_dir: str) -> dict:
+    """Alerts (after the last retry, recoveries) and the run history the health report reads."""
+    from lakehouse import alerts, runlog
+
+    return {"on_failure_callback": [alerts.on_task_failure, runlog.callback(config_dir, "failed")],
+            "on_success_callback": [alerts.on_task_success, runlog.callback(config_dir, "success")],
+            "on_retry_callback": runlog.callback(config_dir, "up_for_retry")}
 
 
 def gold_history_asset(domain: str):
@@ -98,8 +119,7 @@ def build_dag(config_dir: str | Path):
         catchup=False,  # history is loaded by the start date's full load and by backfills
         end_date=_end(cfg),
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure,
-                      "on_success_callback": alerts.on_task_success},
+        default_args={**DEFAULT_ARGS, **task_callbacks(config_dir)},
         on_failure_callback=alerts.on_dag_failure,
         on_success_callback=alerts.on_dag_success,
         params={"force_extract": Param(False, type="boolean",
@@ -110,6 +130,7 @@ def build_dag(config_dir: str | Path):
         extracts = {}
         for source in cfg.sources:
             @task(task_id=f"extract_{source.name}", pool="default_pool")
+            @_fail_fast
             def extract(source_name: str = source.name, params: dict | None = None) -> dict:
                 force = bool((params or {}).get("force_extract", False))
                 return tasks.extract(config_dir, source_name, business_date(tz), _run_id(), force)
@@ -134,6 +155,15 @@ def build_dag(config_dir: str | Path):
         @task(task_id="publish_catalog")
         def publish_catalog() -> str:
             return tasks.catalog(config_dir)
+
+        @task(task_id="check_freshness")
+        def check_freshness() -> dict:
+            return tasks.freshness(config_dir, business_date(tz))
+
+        # none_failed: the dashboard is most useful on the days something was skipped
+        @task(task_id="write_report", trigger_rule="none_failed", retries=0)
+        def write_report() -> str:
+            return tasks.report(config_dir, business_date(tz))
 
         @task(task_id="apply_retention")
         def apply_retention() -> dict:
@@ -175,8 +205,10 @@ def build_dag(config_dir: str | Path):
         gold >> catalog
         retention = apply_retention()
         scored = score_forecast()
-        catalog >> [retention, scored]
+        fresh = check_freshness()
+        catalog >> [retention, scored, fresh]
         [retention, scored] >> announce_backfill()
+        [retention, scored, fresh] >> write_report()
     return dag
 
 
@@ -201,8 +233,7 @@ def build_training_dag(config_dir: str | Path):
         start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
         catchup=False,
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "on_failure_callback": alerts.on_task_failure,
-                      "on_success_callback": alerts.on_task_success},
+        default_args={**DEFAULT_ARGS, **task_callbacks(config_dir)},
         on_failure_callback=alerts.on_dag_failure,
         on_success_callback=alerts.on_dag_success,
         tags=["lakehouse", cfg.name, "ml"],

@@ -6,7 +6,6 @@ Airflow and without opening the DuckDB catalog.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -16,8 +15,7 @@ import polars as pl
 
 from lakehouse import storage
 from lakehouse.config import DomainConfig
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from lakehouse.freshness import check, default_as_of, latest_date
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,10 @@ class TableStatus:
 
 def table_status(lake: Path, layer: str, table: str, now: float | None = None) -> TableStatus:
     files = list(storage.table_dir(lake, layer, table).glob(f"**/{storage.DATA_FILE}"))
-    parts = storage.partitions(lake, layer, table)
-    dates = [date.fromisoformat(v) for p in parts for v in p.values() if _DATE.match(v)]
     newest = max((f.stat().st_mtime for f in files), default=0.0)
-    return TableStatus(layer, table, storage.row_count(lake, layer, table), len(parts),
-                       max(dates, default=None), round(((now or time.time()) - newest) / 3600, 1))
+    return TableStatus(layer, table, storage.row_count(lake, layer, table),
+                       len(storage.partitions(lake, layer, table)), latest_date(lake, layer, table),
+                       round(((now or time.time()) - newest) / 3600, 1))
 
 
 def lake_status(cfg: DomainConfig) -> list[TableStatus]:
@@ -58,10 +55,25 @@ def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
         .sort("entity", "rule").collect())
 
 
-def render(cfg: DomainConfig) -> str:
-    """The status report as plain text."""
+def render(cfg: DomainConfig, as_of: date | None = None) -> str:
+    """The status report as plain text: last runs, freshness, tables, quarantine."""
+    from lakehouse import runlog
+
+    as_of = as_of or default_as_of(cfg)
     rows = lake_status(cfg)
-    out = [f"lake {cfg.lake} ({cfg.name})", "",
+    out = [f"lake {cfg.lake} ({cfg.name})", "", "last runs:"]
+    runs = runlog.run_summary(runlog.read(cfg.lake)).tail(5)
+    if runs.height == 0:
+        out.append("  none recorded (runs are recorded by the Airflow DAGs' task callbacks)")
+    for r in runs.iter_rows(named=True):
+        out.append(f"  {r['dag_id']:<16}{str(r['business_date']):<12}{r['state']:<9}{r['seconds']:>8.1f} s"
+                   f"  {r['tasks']} tasks, {r['retries']} retries, {r['failed']} failed  ({r['run_id']})")
+    out += ["", f"freshness as of {as_of}:"]
+    for f in check(cfg, as_of):
+        lag = "-" if f.lag_days is None else f"{f.lag_days} d"
+        out.append(f"  {'OK   ' if f.fresh else 'STALE'} {f.table:<44} newest {str(f.latest):<12}"
+                   f"lag {lag:>6} (max {f.max_lag_days} d)")
+    out += ["",
            f"{'table':<46}{'rows':>12}{'parts':>7}  {'latest date':<12}{'written':>12}"]
     for s in rows:
         latest = s.latest_partition.isoformat() if s.latest_partition else "-"

@@ -50,6 +50,21 @@ def catalog(config_dir: str) -> str:
     return str(build_catalog(_cfg(config_dir)))
 
 
+def freshness(config_dir: str, run_date: date) -> dict:
+    """Check every freshness window against the run's date; stale tables alert, never block."""
+    from lakehouse import freshness as fresh
+
+    cfg = _cfg(config_dir)
+    return fresh.alert(cfg, fresh.check(cfg, run_date), run_date)
+
+
+def report(config_dir: str, run_date: date) -> str:
+    """Rewrite the HTML health dashboard, freshness measured as of the run's date."""
+    from lakehouse.report import write_report
+
+    return str(write_report(_cfg(config_dir), as_of=run_date))
+
+
 def retention(config_dir: str, run_date: date) -> dict:
     from lakehouse.retention import apply_retention
 

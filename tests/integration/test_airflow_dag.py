@@ -64,6 +64,30 @@ def test_three_days_through_airflow_reconcile_rerun_and_analyst(tiny, af_env, tm
     assert int(out.strip()) > 10  # the analyst kept querying throughout the run
 
     assert storage.layer_hashes(tiny.cfg.lake) == before
+    _health_report_renders(tiny)
+
+
+def _health_report_renders(tiny) -> None:
+    """Each run recorded its tasks; its last step wrote a dashboard a browser renders cleanly."""
+    import polars as pl
+
+    from lakehouse import report, runlog
+    from tests import browser
+
+    tries = runlog.read(tiny.cfg.lake)
+    daily = runlog.run_summary(tries.filter(pl.col("dag_id") == "retail_daily"))
+    assert set(daily["business_date"]) == set(DAYS) and set(daily["state"]) == {"success"}
+    assert "train_forecast" in set(tries["task_id"])
+    path = report.default_path(tiny.cfg)
+    assert path.exists()
+    with browser.page() as (tab, errors):
+        tab.goto(path.as_uri())
+        tab.wait_for_selector(".plotly-graph-div .main-svg", timeout=30_000)
+        charts = tab.locator(".plotly-graph-div").count()
+        tab.screenshot(path=str(browser.artifacts_dir() / "lakehouse_health_report.png"), full_page=True)
+        text = tab.inner_text("body")
+    assert errors == [] and charts == 5
+    assert "retail: lakehouse health" in text and "gold.fct_order_lines" in text
 
 
 def test_a_failing_quality_gate_stops_gold(tiny, af_env):

@@ -1,0 +1,119 @@
+"""Run history in the lake: one small JSON record per task try, written by Airflow callbacks.
+
+The health dashboard (``lakehouse report``) reads it to chart runs, durations and
+failures without credentials for Airflow's metadata database or REST API, and it
+survives a metadata database being reset. Each try writes its own file (atomic
+rename), so concurrent runs never contend for a lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # polars loads when a report reads the history, not when a DAG file is parsed
+    import polars as pl
+
+log = logging.getLogger(__name__)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+def _schema() -> dict:
+    import polars as pl
+
+    return {"dag_id": pl.String, "run_id": pl.String, "run_type": pl.String, "business_date": pl.Date,
+            "task_id": pl.String, "try_number": pl.Int64, "state": pl.String,
+            "start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "seconds": pl.Float64,
+            "error": pl.String}
+
+
+def runs_dir(lake: Path) -> Path:
+    return Path(lake) / "_state" / "runs"
+
+
+def record(lake: Path, entry: dict) -> Path:
+    """Write one task-try record (atomically) and return its path."""
+    from lakehouse import storage
+
+    name = "__".join(_UNSAFE.sub("_", str(entry[k])) for k in ("run_id", "task_id", "try_number"))
+    path = runs_dir(lake) / _UNSAFE.sub("_", entry["dag_id"]) / f"{name}.json"
+    storage.write_json(path, entry)
+    return path
+
+
+def _entry(context: dict, state: str, tz: str) -> dict:
+    from zoneinfo import ZoneInfo
+
+    ti = context.get("task_instance") or context.get("ti")
+    run = context.get("dag_run")
+    logical = context.get("logical_date")
+    start = getattr(ti, "start_date", None)
+    end = datetime.now(UTC)
+    return {
+        "dag_id": context["dag"].dag_id, "run_id": context.get("run_id") or getattr(ti, "run_id", "?"),
+        "run_type": str(getattr(run, "run_type", "") or ""),
+        "business_date": logical.astimezone(ZoneInfo(tz)).date().isoformat() if logical else None,
+        "task_id": ti.task_id, "try_number": int(getattr(ti, "try_number", 0) or 0), "state": state,
+        "start": start.isoformat() if start else None, "end": end.isoformat(),
+        "seconds": round((end - start).total_seconds(), 3) if start else None,
+        "error": str(context.get("exception") or "")[:300] or None,
+    }
+
+
+def callback(config_dir: str, state: str) -> Callable[[dict], None]:
+    """An Airflow task callback recording ``state``; it never fails the task it reports on."""
+    return functools.partial(_on_task_end, config_dir, state)
+
+
+def _on_task_end(config_dir: str, state: str, context: dict) -> None:
+    from lakehouse.config import load_domain
+
+    try:
+        cfg = load_domain(config_dir)
+        record(cfg.lake, _entry(context, state, cfg.timezone))
+    except Exception:  # the run history is a report's input, never a reason to fail a task
+        log.exception("could not record the task's run history")
+
+
+def read(lake: Path) -> pl.DataFrame:
+    """Every recorded task try, oldest first (empty frame with the schema if none)."""
+    import polars as pl
+
+    schema = _schema()
+    files = sorted(runs_dir(lake).glob("*/*.json"))
+    if not files:
+        return pl.DataFrame(schema=schema)
+    rows = [json.loads(f.read_text()) for f in files]
+    return (pl.DataFrame(rows, schema={k: pl.String if k in ("business_date", "start", "end") else v
+                                       for k, v in schema.items()})
+            .with_columns(pl.col("business_date").str.to_date(),
+                          pl.col("start", "end").str.to_datetime(time_zone="UTC", time_unit="us"))
+            .sort("end"))
+
+
+def run_summary(tries: pl.DataFrame) -> pl.DataFrame:
+    """One row per DAG run: business date, duration (first start to last end), tries, failures."""
+    import polars as pl
+
+    if tries.height == 0:
+        return pl.DataFrame(schema={"dag_id": pl.String, "run_id": pl.String, "business_date": pl.Date,
+                                    "start": _schema()["start"], "seconds": pl.Float64, "tasks": pl.UInt32,
+                                    "retries": pl.UInt32, "failed": pl.UInt32, "state": pl.String})
+    # a task's outcome is its latest try: a day cleared and rerun successfully is a success
+    final = tries.sort("end").group_by("dag_id", "run_id", "task_id").agg(pl.col("state").last())
+    return (tries.group_by("dag_id", "run_id")
+            .agg(pl.col("business_date").first(), pl.col("start").min(),
+                 ((pl.col("end").max() - pl.col("start").min()).dt.total_milliseconds() / 1000).alias("seconds"),
+                 pl.col("task_id").n_unique().cast(pl.UInt32).alias("tasks"),
+                 (pl.col("state") == "up_for_retry").sum().cast(pl.UInt32).alias("retries"))
+            .join(final.group_by("dag_id", "run_id").agg(
+                (pl.col("state") == "failed").sum().cast(pl.UInt32).alias("failed")), on=["dag_id", "run_id"])
+            .with_columns(pl.when(pl.col("failed") > 0).then(pl.lit("failed")).otherwise(pl.lit("success"))
+                          .alias("state"))
+            .sort("start"))

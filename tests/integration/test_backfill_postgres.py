@@ -1,0 +1,114 @@
+"""The production shape: Airflow's components on PostgreSQL metadata, a broken file drop.
+
+A 3-day CLI backfill (``--max-active-runs 3``) meets a corrupt file on day 2: that is a
+permanent error, so its extract fails at once (try 1, no retries), gold is not published
+for the failed days, and on-call gets one message for both days. After the file is
+fixed, ``airflow backfill create --reprocess-behavior failed`` reruns only the failed
+days, and one recovery message follows. The UI is checked on the same cluster: no
+import errors over the REST API, and a headless chromium logs in and opens the grid.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from lakehouse import runlog, storage
+from lakehouse.freshness import latest_date
+from tests import browser
+from tests.airflow_cluster import Standalone
+from tests.conftest import START
+from tests.fakes.slack import FakeSlack
+
+pytestmark = pytest.mark.airflow
+DAYS = [START + timedelta(days=i) for i in range(3)]
+DATES = [d.isoformat() for d in DAYS]
+EXTRACT = "extract_inventory_drop"
+
+
+def _corrupt_drop_arriving_on(landing, day) -> tuple:
+    """Overwrite a CSV count file that lands during ``day`` with undecodable bytes (same arrival)."""
+    import os
+
+    path = sorted(landing.glob(f"inventory_*_{day - timedelta(days=1):%Y%m%d}.csv"))[0]
+    stat = path.stat()
+    path.write_bytes(b"count_date,warehouse_id,sku,on_hand\n\xff\xfe\x00\x81garbage\n")
+    os.utime(path, (stat.st_atime, stat.st_mtime))
+    return path, stat
+
+
+def staged_inventory_days(tiny) -> list[str]:
+    return sorted(p["ingest_date"] for p in storage.partitions(tiny.cfg.lake, "silver", "stg_inventory_counts"))
+
+
+def _ui_grid_screenshot(cluster: Standalone) -> None:
+    with browser.page() as (tab, errors):
+        tab.goto(f"{cluster.url}/")
+        tab.wait_for_selector("input[type=password]", timeout=60_000)
+        tab.locator("input:not([type=password])").first.fill("admin")
+        tab.locator("input[type=password]").fill(cluster.password)
+        tab.keyboard.press("Enter")
+        tab.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+        tab.goto(f"{cluster.url}/dags/retail_daily")  # the DAG page opens on its grid
+        tab.get_by_text("announce_backfill").first.wait_for(timeout=60_000)
+        tab.wait_for_timeout(2000)  # the run bars load after the task list
+        tab.screenshot(path=str(browser.artifacts_dir() / "airflow_retail_daily_grid.png"), full_page=True)
+        body = tab.inner_text("body")
+    assert "data-platform" in body and "build_gold" in body, body[:2000]
+
+
+def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgres_url, monkeypatch):
+    tiny.advance(DAYS[-1])
+    landing = tiny.home / "data" / "sources" / "landing" / "inventory"
+    bad, _ = _corrupt_drop_arriving_on(landing, DAYS[1])
+    with FakeSlack() as slack, Standalone(tiny.home, postgres_url, RETAIL_API_URL=tiny.api_url,
+                                          RETAIL_END_DATE=DATES[-1], SLACK_WEBHOOK_URL=slack.webhook_url,
+                                          RETAIL_TRAIN_SCHEDULE="0 6 29 2 *") as cluster:
+        assert "postgresql" in cluster.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        cluster.unpause("retail_daily")
+        assert cluster.api("GET", "importErrors")["total_entries"] == 0
+        dag = cluster.api("GET", "dags/retail_daily/details")
+        assert dag["owners"] == ["data-platform"] and dag["doc_md"] and {"lakehouse", "retail"} <= {
+            t["name"] for t in dag["tags"]}
+
+        cluster.backfill("retail_daily", DATES[0], DATES[-1], "--max-active-runs", "3")
+        first = {r["logical_date"][:10]: r for r in
+                 cluster.wait_runs("retail_daily", DATES, 600, states=("success", "failed"))}
+        assert {d: r["state"] for d, r in first.items()} == {
+            DATES[0]: "success", DATES[1]: "failed", DATES[2]: "failed"}
+        for day in DATES[1:]:  # a permanent error: failed on its first try, no retries spent
+            tis = {t["task_id"]: t for t in cluster.task_instances("retail_daily", first[day]["dag_run_id"])}
+            assert tis[EXTRACT]["state"] == "failed" and tis[EXTRACT]["try_number"] == 1
+            assert tis["build_gold"]["state"] == "upstream_failed"
+        # nothing of the broken source got past bronze on the failed days
+        assert staged_inventory_days(tiny) == DATES[:1]
+        failures = [t for t in slack.texts() if EXTRACT in t]
+        assert len(failures) == 1 and "FileError" in failures[0] and bad.name in failures[0], slack.texts()
+
+        # the file is re-sent correctly; only the failed days run again
+        bad.unlink()
+        tiny.advance(DAYS[-1])
+        cluster.backfill("retail_daily", DATES[0], DATES[-1], "--max-active-runs", "3",
+                         "--reprocess-behavior", "failed")
+        again = {r["logical_date"][:10]: r for r in cluster.wait_runs("retail_daily", DATES, 600)}
+        assert again[DATES[0]]["dag_run_id"] == first[DATES[0]]["dag_run_id"]
+        assert again[DATES[0]]["end_date"] == first[DATES[0]]["end_date"]  # day 1 was not rerun
+        for day in DATES[1:]:
+            tis = {t["task_id"]: t for t in cluster.task_instances("retail_daily", again[day]["dag_run_id"])}
+            assert tis[EXTRACT]["state"] == "success" and tis[EXTRACT]["try_number"] == 2
+        assert staged_inventory_days(tiny) == DATES
+        assert latest_date(tiny.cfg.lake, "gold", "fct_order_lines") == DAYS[-1]
+        messages = [t for t in slack.texts() if EXTRACT in t]
+        assert len(messages) == 2 and "succeeded again" in messages[1] and "2 date(s)" in messages[1], messages
+        assert not any("DAG run" in t for t in slack.texts())  # folded into the task's incident
+
+        _ui_grid_screenshot(cluster)
+
+    # the run history the dashboard reads saw every try, day 1 once
+    tries = runlog.read(tiny.cfg.lake).filter(pl.col("dag_id") == "retail_daily")
+    runs = runlog.run_summary(tries)
+    assert runs.height == 3 and set(runs["state"]) == {"success"}
+    day1 = tries.filter(pl.col("business_date") == DAYS[0])
+    assert day1["try_number"].max() == 1 and day1.height == day1["task_id"].n_unique()

@@ -1,0 +1,100 @@
+"""Run history, freshness windows and the HTML health report, on tiny hand-made lakes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from lakehouse import freshness, report, runlog, storage
+from lakehouse.config import load_domain
+from tests.conftest import CONFIG_DIR
+from tests.fakes.slack import FakeSlack
+
+T0 = datetime(2026, 11, 1, 0, 5)
+
+
+def _try(run: str, task: str, n: int, state: str, minute: int, day: str = "2026-10-31") -> dict:
+    start = T0 + timedelta(minutes=minute)
+    return {"dag_id": "retail_daily", "run_id": run, "run_type": "scheduled", "business_date": day,
+            "task_id": task, "try_number": n, "state": state, "start": start.isoformat() + "+00:00",
+            "end": (start + timedelta(seconds=30)).isoformat() + "+00:00", "seconds": 30.0,
+            "error": "boom" if state != "success" else None}
+
+
+def test_a_day_cleared_and_rerun_counts_as_success_and_keeps_its_retries(tmp_path):
+    for entry in [_try("r1", "extract", 1, "up_for_retry", 0), _try("r1", "extract", 2, "failed", 1),
+                  _try("r1", "extract", 3, "success", 60),  # cleared by hand, then succeeded
+                  _try("r1", "gold", 1, "success", 61),
+                  _try("r2", "extract", 1, "success", 0, "2026-11-01"),
+                  _try("r2", "gold", 1, "failed", 2, "2026-11-01")]:
+        runlog.record(tmp_path, entry)
+    tries = runlog.read(tmp_path)
+    assert tries.height == 6 and tries.schema["start"] == pl.Datetime("us", "UTC")
+    runs = {r["run_id"]: r for r in runlog.run_summary(tries).iter_rows(named=True)}
+    assert runs["r1"]["state"] == "success" and runs["r1"]["retries"] == 1 and runs["r1"]["tasks"] == 2
+    assert runs["r1"]["seconds"] == pytest.approx(61 * 60 + 30)
+    assert runs["r2"]["state"] == "failed" and runs["r2"]["failed"] == 1
+    assert runs["r2"]["business_date"] == date(2026, 11, 1)
+
+
+def test_an_empty_history_reads_as_an_empty_frame(tmp_path):
+    assert runlog.run_summary(runlog.read(tmp_path)).height == 0
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))
+    return load_domain(CONFIG_DIR)
+
+
+def _publish_days(cfg, layer: str, table: str, column: str, days: list[str]) -> None:
+    for d in days:
+        storage.publish(pl.DataFrame({"x": [1, 2]}), cfg.lake, layer, table, {column: d})
+
+
+def test_freshness_alerts_once_per_stale_table_and_recovers(cfg, monkeypatch):
+    windows = {f.table: f.max_lag_days for f in cfg.freshness}
+    assert windows["gold.fct_order_lines"] == 1
+    _publish_days(cfg, "gold", "fct_order_lines", "order_date", ["2026-11-01", "2026-11-03"])
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
+        as_of = date(2026, 11, 5)  # two days behind, one allowed
+        results = {r.table: r for r in freshness.check(cfg, as_of)}
+        assert results["gold.fct_order_lines"].lag_days == 2 and not results["gold.fct_order_lines"].fresh
+        assert results["gold.fct_inventory_daily"].latest is None  # never written: stale too
+        outcome = freshness.alert(cfg, list(results.values()), as_of)
+        assert "gold.fct_order_lines" in outcome["stale"]
+        freshness.alert(cfg, freshness.check(cfg, as_of), as_of)  # the next check: no second message
+        stale_texts = [t for t in slack.texts() if "fct_order_lines" in t]
+        assert len(stale_texts) == 1 and "2 day(s) behind" in stale_texts[0]
+
+        _publish_days(cfg, "gold", "fct_order_lines", "order_date", ["2026-11-05"])
+        outcome = freshness.alert(cfg, freshness.check(cfg, as_of), as_of)
+        assert "gold.fct_order_lines" in outcome["fresh"]
+        recovered = [t for t in slack.texts() if "fct_order_lines" in t and "fresh again" in t]
+        assert len(recovered) == 1
+
+
+def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
+    _publish_days(cfg, "gold", "fct_order_lines", "order_date", ["2026-10-30", "2026-10-31"])
+    _publish_days(cfg, "bronze", "erp__orders", "ingest_date", ["2026-10-31"])
+    storage.publish(pl.DataFrame({"entity": ["orders"] * 3, "rule": ["not_null(qty)"] * 3}), cfg.lake,
+                    "silver", "quarantine", {"entity": "orders", "ingest_date": "2026-10-31"})
+    runlog.record(cfg.lake, _try("r1", "extract_erp", 1, "up_for_retry", 0))
+    runlog.record(cfg.lake, _try("r1", "extract_erp", 2, "success", 1))
+
+    volumes = report.rows_per_day(cfg.lake)
+    assert volumes.filter(pl.col("layer") == "gold")["rows"].to_list() == [2, 2]
+    assert volumes.filter(pl.col("layer") == "quarantine")["rows"].to_list() == [3]
+
+    path = report.write_report(cfg, as_of=date(2026, 10, 31))
+    assert path == report.default_path(cfg) and not list(path.parent.glob(".*.tmp"))
+    page = path.read_text()
+    # plotly.js inlined once, no external script: the file works offline, as an attachment
+    assert page.count("plotly.js v") == 1 and "<script src=" not in page.replace(" ", "")
+    assert page.count('class="plotly-graph-div"') == 5  # runs, per task, volumes, rejects, reject rate
+    assert '<td class="ok">ok</td>' in page and '<td class="stale">stale</td>' in page  # inventory never came
+    assert "not_null(qty)" in page and "boom" in page  # the retry's error is listed
