@@ -16,6 +16,7 @@ import pytest
 
 from lakehouse import storage, tasks
 from lakehouse.airflow_env import airflow, airflow_env
+from tests.airflow_cluster import wait_for
 from tests.conftest import CONFIG_DIR, START, TinyRetail, free_port, run_day_direct
 
 pytestmark = pytest.mark.airflow
@@ -34,16 +35,6 @@ def _runs(env: dict[str, str], dag_id: str = "retail_daily") -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return []
-
-
-def _wait_for(predicate, what: str, timeout_s: float, every_s: float = 5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp_path_factory):
@@ -65,10 +56,10 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     standalone = subprocess.Popen([env["PATH"].split(":")[0] + "/airflow", "standalone"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: airflow("dags", "unpause", "retail_daily", env=env, check=False).returncode == 0
+        wait_for(lambda: airflow("dags", "unpause", "retail_daily", env=env, check=False).returncode == 0
                   and "retail_daily" in airflow("dags", "list", env=env).stdout, "the DAG to be parsed", 120)
         airflow("dags", "unpause", "retail_daily", env=env)
-        _wait_for(lambda: airflow("dags", "unpause", "retail_train", env=env, check=False).returncode == 0,
+        wait_for(lambda: airflow("dags", "unpause", "retail_train", env=env, check=False).returncode == 0,
                   "the training DAG to be parsed", 120)
         # SQLite allows one writer: the CLI can lose the lock to the scheduler and must retry
         # (the failed transaction is rolled back whole); PostgreSQL metadata has no such limit.
@@ -80,7 +71,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
                 raise AssertionError(f"backfill create failed:\n{proc.stdout[-3000:]}")
             return proc.returncode == 0
 
-        _wait_for(created, "backfill create to get the SQLite write lock", 120, every_s=3)
+        wait_for(created, "backfill create to get the SQLite write lock", 120, every_s=3)
 
         def finished() -> list[dict] | None:
             runs = [r for r in _runs(env) if r["run_id"].startswith("backfill__")]
@@ -88,7 +79,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
                 raise AssertionError(f"a backfill run failed: {runs}")
             return runs if len(runs) == 3 and all(r["state"] == "success" for r in runs) else None
 
-        runs = _wait_for(finished, "3 successful backfill runs", 600, every_s=10)
+        runs = wait_for(finished, "3 successful backfill runs", 600, every_s=10)
 
         def trained() -> list[dict] | None:
             found = [r for r in _runs(env, "retail_train") if r["run_id"].startswith("asset_triggered__")]
@@ -97,7 +88,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
             return found if found and all(r["state"] == "success" for r in found) else None
 
         # the backfill's last run announces gold history once: one training run, not one a day
-        _wait_for(trained, "the training run the backfill triggers", 300, every_s=5)
+        wait_for(trained, "the training run the backfill triggers", 300, every_s=5)
         time.sleep(15)  # room for a duplicate to show up, if there were one
         train_runs = [r for r in _runs(env, "retail_train") if r["run_id"].startswith("asset_triggered__")]
     finally:
