@@ -199,17 +199,31 @@ def _dag_id(context: dict) -> str:
     return context["dag"].dag_id if context.get("dag") else "?"
 
 
+def _is_quality_gate(exc: BaseException | None) -> bool:
+    """A blocking quality gate, possibly wrapped (``AirflowFailException`` from ``QualityGateError``)."""
+    seen = 0
+    while exc is not None and seen < 5:  # by name: importing silver here would pull in polars
+        if type(exc).__name__ == "QualityGateError":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def on_task_failure(context: dict) -> None:
     """A task failed after its last retry: open (or extend) its incident."""
     ti = context.get("task_instance") or context.get("ti")
     dag_id, task_id = _dag_id(context), getattr(ti, "task_id", "?")
-    err = str(context.get("exception") or "")[:ERROR_EXCERPT_CHARS]
+    exc = context.get("exception")
+    err = str(exc or "")[:ERROR_EXCERPT_CHARS]
     try:
         link = ti.log_url
     except Exception:
         link = None
-    text = (f":red_circle: *{dag_id}.{task_id}* failed for {_logical(context)} "
-            f"(try {getattr(ti, 'try_number', '?')})\n```{err}```"
+    headline = (f":no_entry: quality gate blocked *{dag_id}.{task_id}* for {_logical(context)}: "
+                "the batch was not published and nothing downstream ran"
+                if _is_quality_gate(exc if isinstance(exc, BaseException) else None)
+                else f":red_circle: *{dag_id}.{task_id}* failed for {_logical(context)}")
+    text = (f"{headline} (try {getattr(ti, 'try_number', '?')})\n```{err}```"
             + (f"\n<{link}|log>" if link else ""))
     incident(f"task:{dag_id}.{task_id}", text, when=_logical(context))
 

@@ -13,6 +13,7 @@ import pytest
 from lakehouse import storage
 from lakehouse.airflow_env import airflow, airflow_env
 from tests.conftest import START
+from tests.fakes.slack import FakeSlack
 from tests.integration.test_pipeline import reconcile
 
 pytestmark = pytest.mark.airflow
@@ -91,14 +92,21 @@ def _health_report_renders(tiny) -> None:
 
 
 def test_a_failing_quality_gate_stops_gold(tiny, af_env):
-    """A batch above its quarantine threshold fails silver at once (no retries); gold never runs."""
+    """A batch above its quarantine threshold fails silver at once (no retries); gold never runs;
+    on-call gets one quality-gate message (not a generic task failure) naming the batch and rule."""
     import sqlalchemy as sa
 
     tiny.advance(DAYS[0])
     engine = sa.create_engine(tiny.cfg.source("erp").url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE order_lines SET quantity = -5"))
-    proc = airflow("dags", "test", "retail_daily", DAYS[0].isoformat(), env=af_env, check=False)
+    with FakeSlack() as slack:
+        env = {**af_env, "SLACK_WEBHOOK_URL": slack.webhook_url}
+        proc = airflow("dags", "test", "retail_daily", DAYS[0].isoformat(), env=env, check=False)
     assert proc.returncode != 0 or "failed" in proc.stdout.lower()
     assert "max_quarantine_rate" in proc.stdout
     assert not storage.exists(tiny.cfg.lake, "gold", "fct_order_lines")
+    assert len(slack.texts()) == 1, slack.texts()  # the task's alert; the DAG run failure folds into it
+    text = slack.texts()[0]
+    assert text.startswith(":no_entry: quality gate blocked *retail_daily.silver_order_lines*")
+    assert "bronze.erp__order_lines" in text and "max_quarantine_rate" in text and "try 1" in text
