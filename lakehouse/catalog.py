@@ -43,6 +43,9 @@ def _comments(cfg: DomainConfig) -> dict[str, tuple[str, dict[str, str]]]:
     out["silver.quarantine"] = ("Rejected rows with rule, reason, offending value and source pointer", {})
     for g in cfg.gold:
         out[f"gold.{g.name}"] = (g.description, columns | dict(g.columns))
+    from lakehouse.quality import DOCS, TABLE
+
+    out[f"gold.{TABLE}"] = ("Quality history: one row per check per run (tiers 1-3, ADR 0011)", DOCS)
     return out
 
 

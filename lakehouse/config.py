@@ -174,6 +174,35 @@ class Freshness(Model):
     max_lag_days: int = Field(1, ge=0)
 
 
+class MetricCheck(Model):
+    """A tier-3 statistical check: one value per business date (and group) from a gold table."""
+
+    name: Ident
+    table: Ident = Field(description="a gold table")
+    date_column: Ident
+    group_by: list[Ident] = []
+    agg: Literal["sum", "mean", "count", "n_unique"] = "sum"
+    column: Ident | None = Field(None, description="the aggregated column (not needed for count)")
+
+    @model_validator(mode="after")
+    def _column_unless_count(self) -> MetricCheck:
+        if self.agg != "count" and self.column is None:
+            raise ValueError(f"agg {self.agg!r} needs a column")
+        return self
+
+
+class QualityConfig(Model):
+    """Tier-3 (statistical, never blocking) checks and their thresholds (ADR 0011)."""
+
+    baseline_weeks: int = Field(8, ge=3, le=52, description="same-weekday history a day is compared with")
+    min_baseline_days: int = Field(4, ge=3, description="fewer same-weekday values: no verdict")
+    zscore: float = Field(3.0, gt=0, description="|z| above this is an outlier")
+    iqr_factor: float = Field(1.5, gt=0, description="outside Q1 - k*IQR .. Q3 + k*IQR is an outlier")
+    max_volatility: float = Field(
+        0.5, gt=0, description="day-over-day change may differ from its weekday's usual change by this share")
+    metrics: list[MetricCheck] = []
+
+
 class MLConfig(Model):
     target_table: str = "fct_order_lines"
     horizon_days: int = Field(7, ge=1, le=60)
@@ -211,6 +240,7 @@ class DomainConfig(Model):
     retention: Retention = Retention()
     freshness: list[Freshness] = Field(
         [], description="tables checked after each run; a stale one alerts (non-blocking)")
+    quality: QualityConfig = QualityConfig()
 
     def source(self, name: str) -> DatabaseSource | RestSource | FileSource:
         return next(s for s in self.sources if s.name == name)

@@ -156,6 +156,11 @@ def build_dag(config_dir: str | Path):
         def publish_catalog() -> str:
             return tasks.catalog(config_dir)
 
+        # tier 3: statistical checks of gold's daily metrics; flags alert, never fail the run
+        @task(task_id="check_quality")
+        def check_quality() -> dict:
+            return tasks.quality(config_dir, business_date(tz), _run_id())
+
         @task(task_id="check_freshness")
         def check_freshness() -> dict:
             return tasks.freshness(config_dir, business_date(tz))
@@ -206,9 +211,11 @@ def build_dag(config_dir: str | Path):
         retention = apply_retention()
         scored = score_forecast()
         fresh = check_freshness()
+        checked = check_quality()
+        gold >> checked
         catalog >> [retention, scored, fresh]
         [retention, scored] >> announce_backfill()
-        [retention, scored, fresh] >> write_report()
+        [retention, scored, fresh, checked] >> write_report()
     return dag
 
 

@@ -4,8 +4,9 @@ Bronze is the system of record, so every layer above it can be rebuilt at any ti
 each bronze batch is re-validated into its ``stg_`` and quarantine partitions, each
 silver entity is rebuilt from those, then gold and the catalog. Every write is the
 usual atomic partition publish, so readers keep working during a rebuild. ML outputs
-(``gold.ml_models``, ``gold.fct_demand_forecast``) are not derived from bronze alone
-and are left as they are.
+(``gold.ml_models``, ``gold.fct_demand_forecast``) and tier-3 quality verdicts (a record
+of what the checks saw on the day they ran) are not derived from bronze alone and are
+left as they are; the tier-1 and tier-2 rows of ``gold.quality_checks`` are re-recorded.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse import deletes, storage
+from lakehouse import deletes, quality, storage
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig, EntityContract
 from lakehouse.contracts import pandera_schema, polars_schema
@@ -35,7 +35,14 @@ KEEP_LINEAGE = ["_source_pointer", "_record_hash", "_ingested_at"]
 
 
 class QualityGateError(RuntimeError):
-    """A batch must not be published (missing columns, too many rejects). Not retryable."""
+    """A batch must not be published (missing columns, too many rejects). Not retryable.
+
+    ``check`` names the tier-1 check that refused it in ``gold.quality_checks``.
+    """
+
+    def __init__(self, message: str, *, check: str = "contract") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 def stg_table(entity: str) -> str:
@@ -69,7 +76,7 @@ def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tu
     if missing and raw.height:
         raise QualityGateError(
             f"{where}: columns {missing} required by contract {contract.entity!r} are missing "
-            f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})")
+            f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})", check="columns_present")
     raw = raw.with_columns(pl.lit(None).alias(m) for m in missing)
     casts, failures = [], []
     types = polars_schema(contract)
@@ -99,7 +106,8 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
         cases = exc.failure_cases
         if cases["index"].null_count():
             raise QualityGateError(f"{contract.entity}: schema-level failure: "
-                                   f"{cases.filter(pl.col('index').is_null()).head(5).to_dicts()}") from exc
+                                   f"{cases.filter(pl.col('index').is_null()).head(5).to_dicts()}",
+                                   check="schema") from exc
         # typed keeps raw row order, so pandera's positional index is the raw row number
         fails.append(cases.select(
             pl.col("index").alias("_row"),
@@ -127,15 +135,24 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         raise QualityGateError(f"{where}: no bronze partition at {path}; run the extract first")
     # one ingest batch is bounded by a day's volume (or the initial load): safe to collect
     raw = pl.read_parquet(path)
-    typed, parse_failures = type_batch(raw, contract, where=where)
-    valid, failed = split_valid(typed, parse_failures, contract)
+    dataset = f"silver.{entity}"
+    try:
+        typed, parse_failures = type_batch(raw, contract, where=where)
+        valid, failed = split_valid(typed, parse_failures, contract)
+    except QualityGateError as exc:
+        quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), raw.height), run_id)
+        raise
     rejected = _quarantine_rows(raw, failed, run_id)
+    results = quality.batch_results(contract, raw.height, failed, rejected.height)
+    # recorded before the gate decides: a blocked batch leaves its history too
+    quality.record(cfg, dataset, run_date, results, run_id)
     rate = rejected.height / raw.height if raw.height else 0.0
     if rate > contract.max_quarantine_rate:
         examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()
         raise QualityGateError(
             f"{where}: {rejected.height}/{raw.height} rows ({rate:.1%}) failed the contract, above "
-            f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}")
+            f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
+            check="quarantine_rate")
     keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
     storage.publish(valid.select(keep), cfg.lake, "silver", stg_table(entity), part)
     storage.publish(rejected, cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})

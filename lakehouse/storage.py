@@ -282,8 +282,11 @@ def content_hash(lake: Path, layer: str, table: str, *, ignore: Iterable[str] = 
     ``ignore`` drops more columns, e.g. the lineage of which batch delivered a row.
     """
     lf = scan(lake, layer, table, missing_ok=True)
-    if lf is None:
-        return "empty"
+    return "empty" if lf is None else frame_hash(lf, ignore=ignore)
+
+
+def frame_hash(lf: pl.LazyFrame, *, ignore: Iterable[str] = ()) -> str:
+    """``content_hash`` of any frame (e.g. a filtered table)."""
     skip = VOLATILE_COLUMNS | set(ignore)
     cols = sorted(c for c in lf.collect_schema().names() if c not in skip)
     hashes = lf.select(pl.struct(cols).hash(seed=0).alias("h")).sort("h").collect()["h"]

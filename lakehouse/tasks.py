@@ -58,6 +58,13 @@ def freshness(config_dir: str, run_date: date) -> dict:
     return fresh.alert(cfg, fresh.check(cfg, run_date), run_date)
 
 
+def quality(config_dir: str, run_date: date, run_id: str) -> dict:
+    """Tier-3 statistical checks of the day's gold metrics (recorded, alerted, never blocking)."""
+    from lakehouse.quality import statistical_checks
+
+    return statistical_checks(_cfg(config_dir), run_date, run_id)
+
+
 def report(config_dir: str, run_date: date) -> str:
     """Rewrite the HTML health dashboard, freshness measured as of the run's date."""
     from lakehouse.report import write_report

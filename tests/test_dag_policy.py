@@ -27,12 +27,14 @@ def test_retail_daily_shape_snapshot(dagbag):
         "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
         "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
         "build_gold", "publish_catalog", "apply_retention", "score_forecast", "announce_backfill",
-        "check_freshness", "write_report",
+        "check_freshness", "check_quality", "write_report",
     ])
     assert dag.get_task("announce_backfill").upstream_task_ids == {"apply_retention", "score_forecast"}
     assert [o.name for o in dag.get_task("announce_backfill").outlets] == ["retail_gold_history"]
     assert dag.get_task("apply_retention").upstream_task_ids == {"publish_catalog"}
-    assert dag.get_task("write_report").upstream_task_ids == {"apply_retention", "score_forecast", "check_freshness"}
+    assert dag.get_task("write_report").upstream_task_ids == {
+        "apply_retention", "score_forecast", "check_freshness", "check_quality"}
+    assert dag.get_task("check_quality").upstream_task_ids == {"build_gold"}
     assert dag.get_task("write_report").trigger_rule == "none_failed"
     assert dag.get_task("build_gold").upstream_task_ids == {t for t in dag.task_ids if t.startswith("silver_")}
     assert dag.get_task("silver_order_lines").upstream_task_ids == {"extract_erp"}

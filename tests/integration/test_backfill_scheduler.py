@@ -17,12 +17,21 @@ import pytest
 from lakehouse import storage, tasks
 from lakehouse.airflow_env import airflow, airflow_env
 from tests.airflow_cluster import wait_for
-from tests.conftest import CONFIG_DIR, START, TinyRetail, free_port, run_day_direct
+from tests.conftest import (
+    CONFIG_DIR,
+    START,
+    TinyRetail,
+    comparable_hashes,
+    free_port,
+    run_day_direct,
+)
 
-pytestmark = pytest.mark.airflow
+# both start a whole Airflow (4 components + executors): never side by side on 2 cores
+pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_scheduler")]
 DAYS = [START + timedelta(days=i) for i in range(3)]
+# (and the quality history, which counts the rows each day's inventory batch checked)
 FILE_DROP_TABLES = {"bronze.inventory_drop__inventory_counts", "silver.stg_inventory_counts",
-                    "silver.inventory_counts"}
+                    "silver.inventory_counts", "gold.quality_checks"}
 
 
 def _runs(env: dict[str, str], dag_id: str = "retail_daily") -> list[dict]:
@@ -104,7 +113,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     assert sorted(r["logical_date"][:10] for r in runs) == [d.isoformat() for d in DAYS]
     assert not [r for r in _runs(env) if not r["run_id"].startswith("backfill__")]  # no stray runs
     assert len(train_runs) == 1, train_runs
-    backfilled = storage.layer_hashes(tiny.cfg.lake)
+    backfilled = comparable_hashes(tiny.cfg.lake)
 
     # the same days, one by one, in a fresh lake fed by the same sources
     other = TinyRetail(tmp_path_factory.mktemp("daily"), tiny.api_url, tiny.api_file)
@@ -112,7 +121,7 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     for day in DAYS:
         run_day_direct(other.cfg, day, ml=True)
     tasks.train(str(CONFIG_DIR))
-    daily = storage.layer_hashes(other.cfg.lake)
+    daily = comparable_hashes(other.cfg.lake)
     # A file drop goes to the first run that sees it: with 3 runs at once, a later day's run can
     # take an earlier day's files. Its rows then carry another ingest_date, nothing else moves:
     # same rows in silver, the same gold, and every other table is hash-equal.

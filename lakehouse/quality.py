@@ -1,0 +1,232 @@
+"""Quality history (``gold.quality_checks``) and the tier-3 statistical checks (ADR 0011).
+
+Every check that runs leaves one row: which table and partition, which check, its tier,
+its status, how many rows or groups failed, the measured metric and its threshold.
+
+* Tier 1, blocking: the batch has its contract's columns; its reject rate stays under
+  ``max_quarantine_rate``. A failure publishes nothing and fails the task.
+* Tier 2, row-level: each contract rule (parse, nullability, range, allowed values,
+  pattern, unique version key). Failing rows go to quarantine; the rest proceed.
+* Tier 3, statistical: configured daily metrics of gold tables against the same weekday
+  of the previous weeks (z-score, IQR, day-over-day change). Flags alert, never block.
+
+Rows are published per ``business_date`` and ``dataset`` partition, so rerunning a date
+replaces its rows (idempotent) and concurrent runs for other dates never touch them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, timedelta
+
+import polars as pl
+
+from lakehouse import storage
+from lakehouse.config import DomainConfig, EntityContract, MetricCheck, QualityConfig
+
+log = logging.getLogger(__name__)
+
+TABLE = "quality_checks"
+SCHEMA: dict[str, pl.DataType] = {
+    "check": pl.String(), "column": pl.String(), "tier": pl.Int8(), "status": pl.String(),
+    "failing_count": pl.Int64(), "rows_checked": pl.Int64(), "metric": pl.Float64(),
+    "threshold": pl.Float64(), "detail": pl.String(), "_run_id": pl.String(),
+}
+DOCS = {
+    "business_date": "the run's business date",
+    "dataset": "the checked table: silver.<entity> for a batch, gold.<table> for a metric",
+    "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility for tier 3)",
+    "tier": "1 blocking, 2 row-level (rejects quarantined), 3 statistical (flag only)",
+    "status": "pass | quarantined | blocked | flagged | no_baseline",
+    "failing_count": "rows (tiers 1-2) or groups (tier 3) that failed",
+    "rows_checked": "rows (tiers 1-2) or groups (tier 3) checked",
+    "metric": "what was measured (reject rate, worst |z|, ...)",
+    "threshold": "the configured limit the metric is held to",
+    "detail": "a readable reason or up to 5 examples as JSON",
+}
+PASS, QUARANTINED, BLOCKED, FLAGGED, NO_BASELINE = "pass", "quarantined", "blocked", "flagged", "no_baseline"
+
+
+def _frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=SCHEMA) if rows else pl.DataFrame(schema=SCHEMA)
+
+
+def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.DataFrame, run_id: str) -> None:
+    """Publish one run's results for ``dataset`` (replacing a rerun's earlier rows)."""
+    frame = results.with_columns(pl.lit(run_id).alias("_run_id")).select(
+        [pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column")
+    storage.publish(frame, cfg.lake, "gold", TABLE,
+                    {"business_date": business_date.isoformat(), "dataset": dataset})
+
+
+# ----------------------------------------------------------------------------- tiers 1 and 2
+def declared_rules(contract: EntityContract) -> list[tuple[str, str]]:
+    """(column, rule) for every row-level rule of a contract, named as in quarantine."""
+    from lakehouse.contracts import pandera_schema
+
+    rules: list[tuple[str, str]] = []
+    schema = pandera_schema(contract)
+    for col in contract.columns:
+        if col.type != "string":
+            rules.append((col.name, "parse"))
+        if not col.nullable:
+            rules.append((col.name, "not_nullable"))
+        rules += [(col.name, check.error) for check in schema.columns[col.name].checks]
+    rules.append(("|".join(contract.primary_key), "multiple_fields_uniqueness"))
+    return rules
+
+
+def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
+                  rejected_rows: int) -> pl.DataFrame:
+    """Pure: a validated batch's tier-2 rows (one per rule) and its tier-1 reject-rate row.
+
+    ``failed`` has one row per (``_row``, ``column``, ``rule``) failure, as ``split_valid`` returns.
+    """
+    counts = {(r["column"], r["rule"]): r["n"] for r in failed.group_by("column", "rule").agg(
+        pl.col("_row").n_unique().alias("n")).to_dicts()}
+    examples = {(r["column"], r["rule"]): r["v"] for r in failed.group_by("column", "rule").agg(
+        pl.col("offending_value").unique(maintain_order=True).head(5).alias("v")).to_dicts()}
+    rules = declared_rules(contract)
+    rules += sorted(k for k in counts if k not in rules)  # e.g. a rule pandera names differently
+    rows = [{"check": rule, "column": column, "tier": 2,
+             "status": QUARANTINED if counts.get((column, rule)) else PASS,
+             "failing_count": counts.get((column, rule), 0), "rows_checked": rows_in,
+             "detail": json.dumps(examples[(column, rule)]) if (column, rule) in examples else None}
+            for column, rule in rules]
+    rate = rejected_rows / rows_in if rows_in else 0.0
+    rows.append({"check": "quarantine_rate", "column": "*", "tier": 1,
+                 "status": BLOCKED if rate > contract.max_quarantine_rate else PASS,
+                 "failing_count": rejected_rows, "rows_checked": rows_in, "metric": rate,
+                 "threshold": contract.max_quarantine_rate})
+    return _frame(rows)
+
+
+def blocked(check: str, detail: str, rows_in: int) -> pl.DataFrame:
+    """Pure: the one row of a batch a tier-1 gate refused before any rule ran."""
+    return _frame([{"check": check, "column": "*", "tier": 1, "status": BLOCKED, "failing_count": rows_in,
+                    "rows_checked": rows_in, "detail": detail[:2000]}])
+
+
+# ----------------------------------------------------------------------------- tier 3
+_AGG = {"sum": lambda c: pl.col(c).sum(), "mean": lambda c: pl.col(c).mean(),
+        "count": lambda c: pl.len(), "n_unique": lambda c: pl.col(c).n_unique()}
+
+
+def metric_values(cfg: DomainConfig, metric: MetricCheck, run_date: date, weeks: int) -> pl.DataFrame:
+    """One value per day and group over the baseline window (zero-filled for additive metrics)."""
+    start = run_date - timedelta(days=7 * weeks + 1)
+    lf = storage.scan(cfg.lake, "gold", metric.table, missing_ok=True)
+    if lf is None:
+        return pl.DataFrame()
+    day = pl.col(metric.date_column).cast(pl.Date)
+    values = (lf.filter(day.is_between(start, run_date))
+              .group_by(day.alias("day"), *metric.group_by)
+              .agg(_AGG[metric.agg](metric.column).cast(pl.Float64).alias("value"))
+              .collect())
+    if metric.agg == "mean" or values.is_empty():
+        return values
+    # a group with no rows on a day sold nothing: 0, not a gap the baseline would skip
+    days = pl.DataFrame({"day": pl.date_range(start, run_date, eager=True)})
+    groups = values.select(metric.group_by).unique() if metric.group_by else pl.DataFrame({"_": [0]})
+    grid = days.join(groups, how="cross").drop("_", strict=False)
+    return grid.join(values, on=["day", *metric.group_by], how="left").with_columns(
+        pl.col("value").fill_null(0.0))
+
+
+def evaluate(values: pl.DataFrame, metric: MetricCheck, qc: QualityConfig, run_date: date) -> pl.DataFrame:
+    """Pure: z-score, IQR and day-over-day checks of ``run_date`` against the same weekdays before.
+
+    Mondays are held to Mondays: the baseline is the value on run_date - 7k (k = 1..weeks),
+    and the day-over-day change is compared with the same weekday's usual change, so a
+    weekly peak is not an anomaly.
+    """
+    column = metric.column or "*"
+    if values.is_empty():
+        return _frame([{"check": f"{metric.name}:{m}", "column": column, "tier": 3, "status": NO_BASELINE,
+                        "failing_count": 0, "rows_checked": 0} for m in ("zscore", "iqr", "volatility")])
+    keys = metric.group_by or ["_all"]  # one constant group when the metric is not split
+    lag = (pl.lit(run_date) - pl.col("day")).dt.total_days()
+    v = values.with_columns(lag.alias("lag"), *([] if metric.group_by else [pl.lit(0).alias("_all")]))
+    today = v.filter(pl.col("lag") == 0).select(*keys, pl.col("value").alias("x"))
+    yesterday = v.filter(pl.col("lag") == 1).select(*keys, pl.col("value").alias("prev"))
+    base = v.filter(pl.col("lag") > 0, pl.col("lag") % 7 == 0).with_columns((pl.col("lag") // 7).alias("k"))
+    base_prev = v.filter(pl.col("lag") > 1, pl.col("lag") % 7 == 1).select(
+        *keys, ((pl.col("lag") - 1) // 7).alias("k"), pl.col("value").alias("p"))
+    stats = base.group_by(keys).agg(
+        pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
+        pl.col("value").quantile(0.25, "linear").alias("q1"), pl.col("value").quantile(0.75, "linear").alias("q3"),
+        pl.col("value").count().alias("n"))
+    usual = base.join(base_prev, on=[*keys, "k"]).filter(pl.col("p") > 0).group_by(keys).agg(
+        (pl.col("value") / pl.col("p") - 1).median().alias("usual_dod"))
+    frame = (today.join(stats, on=keys, how="left").join(yesterday, on=keys, how="left")
+             .join(usual, on=keys, how="left"))
+    frame = frame.filter(pl.col("n") >= qc.min_baseline_days).with_columns(
+        z=pl.when(pl.col("std") > 0).then((pl.col("x") - pl.col("mean")) / pl.col("std")),
+        iqr_out=pl.when(pl.col("q3") > pl.col("q1")).then(
+            pl.max_horizontal(pl.col("q1") - qc.iqr_factor * (pl.col("q3") - pl.col("q1")) - pl.col("x"),
+                              pl.col("x") - pl.col("q3") - qc.iqr_factor * (pl.col("q3") - pl.col("q1")))
+            / (pl.col("q3") - pl.col("q1"))),
+        dod_dev=pl.when(pl.col("prev") > 0).then((pl.col("x") / pl.col("prev") - 1) - pl.col("usual_dod")),
+    )
+    checks = {
+        "zscore": (pl.col("z").abs(), qc.zscore),
+        "iqr": (pl.col("iqr_out"), 0.0),  # how many IQRs beyond the fence; > 0 is outside
+        "volatility": (pl.col("dod_dev").abs(), qc.max_volatility),
+    }
+    rows = []
+    for name, (measure, limit) in checks.items():
+        scored = frame.with_columns(measure.alias("m")).drop_nulls("m")
+        flagged = scored.filter(pl.col("m") > limit).sort("m", descending=True)
+        examples = flagged.head(5).select(*metric.group_by, "x", "mean", "prev", "m").to_dicts()
+        rows.append({
+            "check": f"{metric.name}:{name}", "column": column, "tier": 3,
+            "status": NO_BASELINE if scored.is_empty() else FLAGGED if flagged.height else PASS,
+            "failing_count": flagged.height, "rows_checked": scored.height,
+            "metric": scored["m"].max() if scored.height else None, "threshold": limit,
+            "detail": json.dumps(examples, default=str) if examples else None})
+    return _frame(rows)
+
+
+def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[str, object]:
+    """Tier 3 for ``run_date``: record every metric's results; alert once per flagged metric.
+
+    A verdict is a record of what the check saw on the day it first ran, so it is written
+    once per date and table: a rerun (which may see later corrections) keeps it. That keeps
+    reruns idempotent; delete the partition to re-judge a day on purpose.
+    """
+    from lakehouse import alerts
+
+    qc = cfg.quality
+    flagged: dict[str, int] = {}
+    kept: list[str] = []
+    for table in dict.fromkeys(m.table for m in qc.metrics):
+        part = {"business_date": run_date.isoformat(), "dataset": f"gold.{table}"}
+        if storage.exists(cfg.lake, "gold", TABLE, part):
+            kept.append(table)
+            continue
+        frames = []
+        for metric in (m for m in qc.metrics if m.table == table):
+            results = evaluate(metric_values(cfg, metric, run_date, qc.baseline_weeks), metric, qc, run_date)
+            frames.append(results)
+            hits = results.filter(pl.col("status") == FLAGGED)
+            key = f"anomaly:{cfg.name}:{metric.name}"
+            if hits.height:
+                flagged[metric.name] = int(hits["failing_count"].max())
+                what = "; ".join(f"{r['check'].split(':')[1]} {r['failing_count']} group(s), worst "
+                                 f"{r['metric']:.2f} > {r['threshold']:g}" for r in hits.to_dicts())
+                alerts.incident(key, f":mag: *{metric.name}* looks unusual on {run_date} (gold.{table}, "
+                                     f"against the same weekday of {qc.baseline_weeks} weeks): {what}. "
+                                     "Not blocking; see gold.quality_checks.", when=run_date.isoformat())
+            elif key in alerts.open_incidents():
+                alerts.settle(key, run_date.isoformat(),
+                              f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")
+        record(cfg, f"gold.{table}", run_date, pl.concat(frames), run_id)
+    log.info("tier-3 checks for %s: %d metric(s), flagged: %s, kept from an earlier run: %s",
+             run_date, len(qc.metrics), flagged or "none", kept or "none")
+    return {"metrics": len(qc.metrics), "flagged": flagged, "kept": kept}
+
+
+def history(cfg: DomainConfig) -> pl.LazyFrame | None:
+    """Every recorded check (all dates), for status and the report."""
+    return storage.scan(cfg.lake, "gold", TABLE, missing_ok=True)
