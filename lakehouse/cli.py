@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> None:
                      help="business date freshness is measured against (default: yesterday)")
     al = sub.add_parser("alerts", help="open alert incidents and their digests; --resolve KEY closes one")
     al.add_argument("--resolve", metavar="KEY", help="close an incident (silences it until it fails again)")
+    qua = sub.add_parser("quarantine", help="replay quarantined rows against the current contract")
+    qua.add_argument("action", choices=["replay"])
+    qua.add_argument("--entity", required=True)
+    qua.add_argument("--since", type=date.fromisoformat, required=True, help="first ingest date replayed")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                for s in cfg.sources}
         out |= {c.entity: tasks.silver(config_dir, c.entity, args.date, run_id) for c in cfg.contracts}
         out["gold"] = tasks.gold(config_dir, args.date)
+        out["quality"] = tasks.quality(config_dir, args.date, run_id)
         out["catalog"] = tasks.catalog(config_dir)
         if cfg.ml:
             try:
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             if alerts.resolve(args.resolve, f":mute: *{args.resolve}* closed by hand.") is None:
                 raise SystemExit(f"no open incident {args.resolve!r}")
         print(json.dumps(alerts.open_incidents(), indent=1))
+    elif args.command == "quarantine":
+        print(json.dumps(tasks.replay(config_dir, args.entity, args.since), indent=1, default=str))
     elif args.command == "retention":
         print(json.dumps(tasks.retention(config_dir, args.date)))
     elif args.command == "vacuum":

@@ -65,6 +65,19 @@ def quality(config_dir: str, run_date: date, run_id: str) -> dict:
     return statistical_checks(_cfg(config_dir), run_date, run_id)
 
 
+def replay(config_dir: str, entity: str, since: date) -> dict:
+    """Promote quarantined rows that pass the current contract; then gold and the catalog follow."""
+    from lakehouse.replay import replay as replay_quarantine
+
+    cfg = _cfg(config_dir)
+    out = replay_quarantine(cfg, entity, since)
+    latest = latest_business_date(cfg)
+    if out["promoted"] and latest is not None:
+        out["gold"] = gold(config_dir, latest)
+        out["catalog"] = catalog(config_dir)
+    return out
+
+
 def report(config_dir: str, run_date: date) -> str:
     """Rewrite the HTML health dashboard, freshness measured as of the run's date."""
     from lakehouse.report import write_report
