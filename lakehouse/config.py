@@ -110,6 +110,18 @@ class Deletes(Model):
         return self
 
 
+class RowRule(Model):
+    """A cross-field rule: a Polars SQL boolean expression each row must satisfy (null passes)."""
+
+    name: Ident
+    expr: str = Field(description="e.g. 'updated_at >= ordered_at'; over the contract's column names")
+    description: str = ""
+
+    def columns(self, contract_columns: list[str]) -> list[str]:
+        """The contract columns the expression reads (for reports and quarantine)."""
+        return [c for c in contract_columns if re.search(rf"\b{re.escape(c)}\b", self.expr)]
+
+
 class EntityContract(Model):
     """What a silver entity must look like; drives typing, validation and history."""
 
@@ -122,6 +134,7 @@ class EntityContract(Model):
     max_quarantine_rate: float = Field(0.2, ge=0, le=1, description="above it the batch blocks")
     deletes: Deletes | None = None
     columns: list[ColumnContract]
+    rules: list[RowRule] = Field([], description="cross-field rules; failing rows are quarantined")
 
     @field_validator("columns")
     @classmethod
@@ -131,6 +144,14 @@ class EntityContract(Model):
         if dupes:
             raise ValueError(f"duplicate column names: {sorted(dupes)}")
         return cols
+
+    @model_validator(mode="after")
+    def _rules_read_columns(self) -> EntityContract:
+        names = [c.name for c in self.columns]
+        for rule in self.rules:
+            if not rule.columns(names):
+                raise ValueError(f"rule {rule.name!r} reads none of the contract's columns: {rule.expr!r}")
+        return self
 
     @model_validator(mode="after")
     def _deletes_flag_is_a_bool_column(self) -> EntityContract:

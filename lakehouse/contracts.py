@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse.config import ColumnContract, EntityContract
+from lakehouse.config import ColumnContract, ConfigError, EntityContract, RowRule
 
 POLARS_TYPES: dict[str, pl.DataType] = {
     "int64": pl.Int64(), "float64": pl.Float64(), "string": pl.String(), "bool": pl.Boolean(),
@@ -30,8 +30,20 @@ def _checks(col: ColumnContract) -> list[pa.Check]:
     return checks
 
 
+def _row_rule(rule: RowRule, entity: str) -> pa.Check:
+    """A frame-level pandera check with one boolean per row, so failures carry the row index."""
+    try:
+        expr = pl.sql_expr(rule.expr)
+    except Exception as exc:  # polars raises several types for bad SQL
+        raise ConfigError(f"contract {entity!r}: rule {rule.name!r}: {rule.expr!r} is not a Polars "
+                          f"SQL expression: {exc}") from None
+    return pa.Check(lambda data: data.lazyframe.select(expr.fill_null(True).alias(rule.name)),
+                    name=rule.name, error=rule.name)
+
+
 def pandera_schema(contract: EntityContract) -> pa.DataFrameSchema:
-    """The row-level gate: types, nullability, ranges, allowed values, patterns, unique versions.
+    """The row-level gate: types, nullability, ranges, allowed values, patterns, cross-field
+    rules, unique versions.
 
     Run it on a collected frame: on a LazyFrame pandera checks only names and dtypes.
     """
@@ -39,6 +51,7 @@ def pandera_schema(contract: EntityContract) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {c.name: pa.Column(POLARS_TYPES[c.type], checks=_checks(c), nullable=c.nullable)
          for c in contract.columns},
+        checks=[_row_rule(r, contract.entity) for r in contract.rules],
         unique=version_key,
         name=contract.entity,
         strict=False,  # lineage columns ride along

@@ -73,6 +73,8 @@ def declared_rules(contract: EntityContract) -> list[tuple[str, str]]:
         if not col.nullable:
             rules.append((col.name, "not_nullable"))
         rules += [(col.name, check.error) for check in schema.columns[col.name].checks]
+    names = [c.name for c in contract.columns]
+    rules += [(",".join(r.columns(names)), r.name) for r in contract.rules]
     rules.append(("|".join(contract.primary_key), "multiple_fields_uniqueness"))
     return rules
 

@@ -109,10 +109,14 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
                                    f"{cases.filter(pl.col('index').is_null()).head(5).to_dicts()}",
                                    check="schema") from exc
         # typed keeps raw row order, so pandera's positional index is the raw row number
+        # a frame-level failure names no column: name a cross-field rule's columns, a duplicate's key
+        rule_columns = {r.name: ",".join(r.columns([c.name for c in contract.columns])) for r in contract.rules}
         fails.append(cases.select(
             pl.col("index").alias("_row"),
             pl.col("check").alias("rule"),
-            pl.col("column").fill_null("|".join(contract.primary_key)),
+            pl.when(pl.col("check").is_in(list(rule_columns)))
+            .then(pl.col("check").replace_strict(rule_columns, default=None, return_dtype=pl.String))
+            .otherwise(pl.col("column").fill_null("|".join(contract.primary_key))).alias("column"),
             pl.col("failure_case").cast(pl.String).alias("offending_value")))
     failed = pl.concat([f.with_columns(pl.col("_row").cast(pl.UInt32)) for f in fails])
     # a frame-level failure (duplicate key) names the key values, not the whole row

@@ -51,3 +51,30 @@ def test_typed_values_keep_their_types():
     typed, _ = type_batch(_raw().head(1), CONTRACT, where="t")
     assert typed.schema["qty"] == pl.Int64
     assert typed["updated_at"][0] == datetime(2024, 1, 1, 10)
+
+
+def test_a_cross_field_rule_quarantines_the_rows_it_fails_naming_its_columns():
+    from lakehouse.config import RowRule
+
+    contract = CONTRACT.model_copy(update={
+        "columns": [*CONTRACT.columns, ColumnContract(name="shipped_at", type="datetime")],
+        "rules": [RowRule(name="ships_after_update", expr="shipped_at >= updated_at")]})
+    raw = _raw().head(2).with_columns(qty=pl.lit("2"), shipped_at=pl.Series(["2024-01-02 00:00:00", "2023-12-31 00:00:00"]))
+    typed, parse_failures = type_batch(raw, contract, where="t")
+    valid, failed = split_valid(typed, parse_failures, contract)
+    assert valid["line_id"].to_list() == ["L1"]
+    assert failed.select("rule", "column").to_dicts() == [{"rule": "ships_after_update",
+                                                           "column": "updated_at,shipped_at"}]
+    assert "2023-12-31" in failed["offending_value"][0]  # the row's values, to see why
+
+
+def test_a_rule_that_reads_no_column_or_is_not_sql_is_refused():
+    from lakehouse.config import ConfigError, RowRule
+    from lakehouse.contracts import pandera_schema
+
+    with pytest.raises(ValueError, match="reads none of the contract's columns"):
+        CONTRACT.model_copy(update={"rules": [RowRule(name="r", expr="1 = 1")]}).model_validate(
+            CONTRACT.model_dump() | {"rules": [{"name": "r", "expr": "1 = 1"}]})
+    broken = EntityContract.model_validate(CONTRACT.model_dump() | {"rules": [{"name": "r", "expr": "qty >>= ("}]})
+    with pytest.raises(ConfigError, match="'r'.*not a Polars SQL expression"):
+        pandera_schema(broken)
