@@ -42,7 +42,15 @@ class DatabaseEntity(Model):
         False, description="read the whole table every run (a snapshot), e.g. to detect hard deletes")
 
 
-class DatabaseSource(Model):
+class SourceModel(Model):
+    """What every source kind has: how a batch that does not match its contracts is treated."""
+
+    schema_drift: Literal["fail", "evolve", "rescue"] = Field(
+        "fail", description="added or retyped columns: fail blocks the batch; evolve carries new columns "
+                            "into silver; rescue keeps them in a _rescued JSON column (ADR 0011)")
+
+
+class DatabaseSource(SourceModel):
     kind: Literal["database"]
     name: Ident
     url: str = Field(description="SQLAlchemy URL; may reference ${ENV_VARS}")
@@ -50,7 +58,7 @@ class DatabaseSource(Model):
     entities: list[DatabaseEntity]
 
 
-class RestSource(Model):
+class RestSource(SourceModel):
     kind: Literal["rest"]
     name: Ident
     base_url: str
@@ -63,7 +71,7 @@ class RestSource(Model):
     lookback_days: int = Field(2, ge=0, le=60)
 
 
-class FileSource(Model):
+class FileSource(SourceModel):
     kind: Literal["files"]
     name: Ident
     entity: Ident

@@ -38,7 +38,7 @@ DOCS = {
     "dataset": "the checked table: silver.<entity> for a batch, gold.<table> for a metric",
     "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility for tier 3)",
     "tier": "1 blocking, 2 row-level (rejects quarantined), 3 statistical (flag only)",
-    "status": "pass | quarantined | blocked | flagged | no_baseline",
+    "status": "pass | quarantined | blocked | flagged | no_baseline | evolved | rescued",
     "failing_count": "rows (tiers 1-2) or groups (tier 3) that failed",
     "rows_checked": "rows (tiers 1-2) or groups (tier 3) checked",
     "metric": "what was measured (reject rate, worst |z|, ...)",
@@ -102,6 +102,15 @@ def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
                  "failing_count": rejected_rows, "rows_checked": rows_in, "metric": rate,
                  "threshold": contract.max_quarantine_rate})
     return _frame(rows)
+
+
+def drift_result(drifted, policy: str) -> pl.DataFrame:
+    """Pure: the batch's schema-drift row (``drifted`` is a ``lakehouse.drift.Drift``)."""
+    status = PASS if not (drifted.added or drifted.retyped or drifted.missing) else {
+        "evolve": "evolved", "rescue": "rescued"}.get(policy, PASS)
+    return _frame([{"check": "schema_drift", "column": "*", "tier": 1, "status": status,
+                    "failing_count": len(drifted.added) + len(drifted.retyped) + len(drifted.missing),
+                    "rows_checked": 0, "detail": drifted.as_json() if status != PASS else None}])
 
 
 def blocked(check: str, detail: str, rows_in: int) -> pl.DataFrame:

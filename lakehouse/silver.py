@@ -20,6 +20,7 @@ import pandera.polars as pa
 import polars as pl
 
 from lakehouse import deletes, quality, storage
+from lakehouse import drift as schema_drift
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig, EntityContract
 from lakehouse.contracts import pandera_schema, polars_schema
@@ -65,19 +66,23 @@ def _cast(src: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     return src.str.strip_chars().cast(target, strict=False)
 
 
-def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str,
+               tolerate_missing_nullable: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast a raw batch to the contract's types.
 
     Returns the typed frame and a frame of parse failures (``_row``, column, value):
     a value present in bronze that does not parse is a rejected row, never a silent null.
-    Missing contract columns block the batch; the error names the batch and column.
+    Missing contract columns block the batch (the error names the batch and column),
+    except nullable ones when ``tolerate_missing_nullable`` (schema drift ``evolve``/``rescue``).
     """
-    missing = [c.bronze_name for c in contract.columns if c.bronze_name not in raw.columns]
+    missing = [c.bronze_name for c in contract.columns if c.bronze_name not in raw.columns
+               and not (tolerate_missing_nullable and c.nullable)]
     if missing and raw.height:
         raise QualityGateError(
             f"{where}: columns {missing} required by contract {contract.entity!r} are missing "
             f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})", check="columns_present")
-    raw = raw.with_columns(pl.lit(None).alias(m) for m in missing)
+    raw = raw.with_columns(pl.lit(None).alias(c.bronze_name) for c in contract.columns
+                           if c.bronze_name not in raw.columns)
     casts, failures = [], []
     types = polars_schema(contract)
     for col in contract.columns:
@@ -140,14 +145,23 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     # one ingest batch is bounded by a day's volume (or the initial load): safe to collect
     raw = pl.read_parquet(path)
     dataset = f"silver.{entity}"
+    policy = cfg.source(contract.source).schema_drift
+    drifted = schema_drift.detect(raw.schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
     try:
-        typed, parse_failures = type_batch(raw, contract, where=where)
+        if policy == "fail" and (drifted.added or drifted.retyped) and raw.height:
+            raise QualityGateError(
+                f"{where}: schema drift: {drifted.describe(raw)}. Source {contract.source!r} has "
+                "schema_drift: fail; add the columns to the contract or set schema_drift: evolve or rescue",
+                check="schema_drift")
+        typed, parse_failures = type_batch(raw, contract, where=where,
+                                           tolerate_missing_nullable=policy != "fail")
         valid, failed = split_valid(typed, parse_failures, contract)
     except QualityGateError as exc:
         quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), raw.height), run_id)
         raise
     rejected = _quarantine_rows(raw, failed, run_id)
     results = quality.batch_results(contract, raw.height, failed, rejected.height)
+    results = pl.concat([results, quality.drift_result(drifted, policy)])
     # recorded before the gate decides: a blocked batch leaves its history too
     quality.record(cfg, dataset, run_date, results, run_id)
     rate = rejected.height / raw.height if raw.height else 0.0
@@ -157,8 +171,10 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
             f"{where}: {rejected.height}/{raw.height} rows ({rate:.1%}) failed the contract, above "
             f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
             check="quarantine_rate")
+    extras = schema_drift.extra_columns(raw, drifted, policy)
     keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
-    storage.publish(valid.select(keep), cfg.lake, "silver", stg_table(entity), part)
+    staged = valid.select("_row", *keep).join(extras, on="_row", how="left").drop("_row")
+    storage.publish(staged, cfg.lake, "silver", stg_table(entity), part)
     storage.publish(rejected, cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
     log.info("%s: %d valid, %d quarantined", where, valid.height, rejected.height)
     return {"rows_in": raw.height, "valid": valid.height, "quarantined": rejected.height}
@@ -190,7 +206,7 @@ def build(cfg: DomainConfig, entity: str) -> int:
     are refused: they go to ``silver/quarantine_conflicts/entity=X`` and not to silver.
     """
     contract = cfg.contract(entity)
-    staged = storage.scan(cfg.lake, "silver", stg_table(entity))
+    staged = storage.scan(cfg.lake, "silver", stg_table(entity), union_schema=True)  # evolved columns
     if contract.updated_at:
         conflicts = conflicting_versions(staged, contract)
         storage.publish(conflicts, cfg.lake, "silver", "quarantine_conflicts", {"entity": entity})
@@ -227,6 +243,10 @@ def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.L
 def history(staged: pl.LazyFrame, contract: EntityContract, tz: str = "UTC") -> pl.LazyFrame:
     """Pure: staged batches (with ``ingest_date``) -> the silver table for the contract's history mode."""
     cols = [c.name for c in contract.columns]
+    # columns a batch carried beyond its contract (schema drift evolve/rescue), kept as type 1
+    extras = [c for c in staged.collect_schema().names()
+              if c not in cols and c != "ingest_date" and (c == schema_drift.RESCUED or not c.startswith("_"))]
+    cols += extras
     key = contract.primary_key
     order = [*([contract.updated_at] if contract.updated_at else []), "ingest_date", "_source_pointer"]
     lf = staged.select(*cols, "ingest_date", "_source_pointer")
@@ -239,7 +259,7 @@ def history(staged: pl.LazyFrame, contract: EntityContract, tz: str = "UTC") -> 
     if contract.history == "scd2":
         # the same version seen in two overlapping batches is one version
         deduped = latest(lf, key=[*key, contract.updated_at], order_by=["ingest_date", "_source_pointer"])
-        type1 = [c.name for c in contract.columns if c.scd_type == 1]
+        type1 = [c.name for c in contract.columns if c.scd_type == 1] + extras
         tracked = [c for c in cols if c not in (*key, contract.updated_at, *type1)]
         return scd2(deduped, key=key, changed_at=contract.updated_at, tracked=tracked, overwrite=type1)
     if contract.history == "latest":

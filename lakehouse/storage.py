@@ -256,16 +256,31 @@ def partitions(lake: Path, layer: str, table: str) -> list[dict[str, str]]:
     return found
 
 
-def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False) -> pl.LazyFrame | None:
-    """Lazily scan every published partition of a table (hive columns included)."""
+def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False,
+         union_schema: bool = False) -> pl.LazyFrame | None:
+    """Lazily scan every published partition of a table (hive columns included).
+
+    Partitions lacking a column read it as null. By default the columns are those of
+    the first partition; ``union_schema`` reads every partition's footer and takes the
+    union, for tables whose later partitions may add columns (schema evolution).
+    """
     root = table_dir(lake, layer, table)
-    if not any(root.glob(f"**/{DATA_FILE}")):
+    files = sorted(root.glob(f"**/{DATA_FILE}")) if union_schema else None
+    if not (files if union_schema else any(root.glob(f"**/{DATA_FILE}"))):
         if missing_ok:
             return None
         raise StorageError(f"table {layer}.{table} has no published data under {root}")
+    schema = None
+    if files:
+        hive = {part.split("=", 1)[0] for f in files[:1] for part in f.relative_to(root).parts[:-1]}
+        schema = {}
+        for f in files:
+            for name, dtype in pl.read_parquet_schema(f).items():
+                if name not in hive:
+                    schema.setdefault(name, dtype)
     return pl.scan_parquet(
         str(root / "**" / DATA_FILE), hive_partitioning=True, hidden_file_prefix=".",
-        missing_columns="insert", extra_columns="ignore",
+        missing_columns="insert", extra_columns="ignore", schema=schema,
     )
 
 
