@@ -55,6 +55,22 @@ def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
         .sort("entity", "rule").collect())
 
 
+def checks_summary(cfg: DomainConfig) -> pl.DataFrame:
+    """The latest business date's checks per dataset: how many ran, and which did not pass."""
+    from lakehouse import quality
+
+    lf = quality.history(cfg)
+    if lf is None:
+        return pl.DataFrame()
+    latest = lf.select(pl.col("business_date").cast(pl.String).max()).collect().item()
+    return (lf.filter(pl.col("business_date").cast(pl.String) == latest)
+            .group_by("business_date", "dataset").agg(
+                pl.len().alias("checks"),
+                pl.format("{} {} ({})", "check", "status", "failing_count")
+                .filter(pl.col("status") != "pass").sort().str.join(", ").alias("not_passing"))
+            .sort("dataset").collect())
+
+
 def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     """The status report as plain text: last runs, freshness, tables, quarantine."""
     from lakehouse import runlog
@@ -86,4 +102,11 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     for r in quality.iter_rows(named=True):
         out.append(f"  {r['entity']:<24}{r['rule']:<28}{r['rows_total']:>8,} total"
                    f"{r['rows_latest_day']:>8,} on the latest day")
+    checks = checks_summary(cfg)
+    out += ["", "quality checks on the latest business date (gold.quality_checks):"]
+    if checks.height == 0:
+        out.append("  none recorded")
+    for r in checks.iter_rows(named=True):
+        out.append(f"  {str(r['business_date']):<12}{r['dataset']:<34}{r['checks']:>4} checks  "
+                   f"{r['not_passing'] or 'all pass'}")
     return "\n".join(out)
