@@ -121,7 +121,9 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
             pl.col("check").alias("rule"),
             pl.when(pl.col("check").is_in(list(rule_columns)))
             .then(pl.col("check").replace_strict(rule_columns, default=None, return_dtype=pl.String))
-            .otherwise(pl.col("column").fill_null("|".join(contract.primary_key))).alias("column"),
+            .when(pl.col("column").is_null() | (pl.col("check") == "multiple_fields_uniqueness"))
+            .then(pl.lit("|".join(contract.primary_key)))
+            .otherwise(pl.col("column")).alias("column"),
             pl.col("failure_case").cast(pl.String).alias("offending_value")))
     failed = pl.concat([f.with_columns(pl.col("_row").cast(pl.UInt32)) for f in fails])
     # a frame-level failure (duplicate key) names the key values, not the whole row

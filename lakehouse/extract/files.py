@@ -17,14 +17,32 @@ class FileError(ValueError):
     """A dropped file cannot be read; the message names the file."""
 
 
+def _check_complete(path: Path) -> None:
+    """A CSV whose last record has no line end was cut off in transfer (Polars would pad it)."""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            raise FileError(f"{path}: empty file (0 bytes; a file with no rows still has its header)")
+        fh.seek(-1, 2)
+        if fh.read(1) != b"\n":
+            raise FileError(f"{path}: truncated: the last record has no line end (was the upload cut off?)")
+
+
 def read_raw(path: Path) -> pl.DataFrame:
-    """Read a dropped file as text columns exactly as sent (typing happens in silver)."""
+    """Read a dropped file as text columns exactly as sent (typing happens in silver).
+
+    Unreadable, empty, truncated or wrongly encoded files raise ``FileError`` naming the
+    file: a tier-1 failure, the day's batch of the source is not published.
+    """
     try:
         if path.suffix == ".csv":
+            _check_complete(path)
             return pl.read_csv(path, infer_schema=False)
         if path.suffix == ".xlsx":
             frame = pl.read_excel(path, engine="calamine", infer_schema_length=0)
             return frame.with_columns(pl.all().cast(pl.String))
+    except FileError:
+        raise
     except Exception as exc:  # the reader's own exception types vary by engine
         raise FileError(f"{path}: cannot be read as {path.suffix}: {exc}") from exc
     raise FileError(f"{path}: unsupported file type {path.suffix!r}")

@@ -1,0 +1,116 @@
+"""Fault injection into the file drop: each fault meets the right tier, nothing invalid reaches
+gold, and every row is accounted for (bronze rows = staged + quarantined, per file and day)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from lakehouse import bronze, storage
+from lakehouse.extract.files import FileError
+from tests.conftest import START, run_day_direct
+from tests.integration.test_pipeline import accounted
+
+DAY = START + timedelta(days=1)
+TABLE = "inventory_drop__inventory_counts"
+
+
+def _landed(tiny, ext: str) -> Path:
+    """The count file of extension ``ext`` that arrives during ``DAY``."""
+    landing = Path(tiny.cfg.source("inventory_drop").landing_dir)
+    return sorted(landing.glob(f"inventory_*_{DAY - timedelta(days=1):%Y%m%d}.{ext}"))[0]
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    stat = path.stat()
+    path.write_bytes(data)
+    os.utime(path, (stat.st_atime, stat.st_mtime))  # same arrival time
+
+
+@pytest.fixture
+def day_one(tiny):
+    tiny.advance(START)
+    run_day_direct(tiny.cfg, START)
+    tiny.advance(DAY)
+    return tiny
+
+
+FILE_FAULTS = {
+    "empty": ("csv", lambda data: b"", "empty file"),
+    "truncated": ("csv", lambda data: data[: len(data) // 2 - 3], "truncated"),
+    "wrong_encoding": ("csv", lambda data: data.replace(b"WH", "WÄ".encode("latin-1"), 1), "cannot be read"),
+    "corrupt_xlsx": ("xlsx", lambda data: data[:200] + b"\x00" * 64, "cannot be read as .xlsx"),
+}
+
+
+@pytest.mark.parametrize("fault", FILE_FAULTS)
+def test_a_broken_file_blocks_the_batch_names_the_file_and_publishes_nothing(day_one, fault):
+    ext, corrupt, message = FILE_FAULTS[fault]
+    path = _landed(day_one, ext)
+    original = path.read_bytes()
+    _rewrite(path, corrupt(original))
+    state = storage.layer_hashes(day_one.cfg.lake)
+    registry = sorted((day_one.cfg.lake / "_state").rglob("*.json"))
+    with pytest.raises(FileError, match=rf"{path.name}.*{message}|{message}.*{path.name}"):
+        bronze.ingest(day_one.cfg, "inventory_drop", DAY, "test")
+    assert not storage.exists(day_one.cfg.lake, "bronze", TABLE, {"ingest_date": DAY.isoformat()})
+    assert storage.layer_hashes(day_one.cfg.lake) == state
+    assert sorted((day_one.cfg.lake / "_state").rglob("*.json")) == registry
+    # fixed upstream: the same day now runs, and the file is taken (it was never registered)
+    _rewrite(path, original)
+    run_day_direct(day_one.cfg, DAY)
+    pointers = storage.scan(day_one.cfg.lake, "bronze", TABLE).select("_source_pointer").collect()
+    assert pointers["_source_pointer"].str.starts_with(path.name).any()
+    accounted(day_one.cfg)
+
+
+def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one):
+    # a tiny file: 5 bad rows of 29 would pass the 5% escalation, which has its own test
+    contracts = [c.model_copy(update={"max_quarantine_rate": 0.5}) if c.entity == "inventory_counts" else c
+                 for c in day_one.cfg.contracts]
+    day_one.cfg = day_one.cfg.model_copy(update={"contracts": contracts})
+    path = _landed(day_one, "csv")
+    rows = list(csv.reader(path.read_text().splitlines()))
+    header, good = rows[0], rows[1]
+    idx = {c: i for i, c in enumerate(header)}
+
+    def variant(**changes: str) -> list[str]:
+        row = list(good)
+        for col, value in changes.items():
+            row[idx[col]] = value
+        return row
+
+    bad = [variant(sku=""),                 # null key
+           list(good),                      # duplicate of the first row
+           variant(sku="SKU000999", on_hand="-4"),  # negative count
+           variant(sku="SKU000998", on_hand="12.5"),  # unparseable as an integer
+           variant(sku="SKU999999")]         # orphan product: valid, completed as an inferred member
+    arrived = path.stat()
+    with path.open("a", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(bad)
+    os.utime(path, (arrived.st_atime, arrived.st_mtime))  # same arrival time
+    run_day_direct(day_one.cfg, DAY)
+
+    q = storage.scan(day_one.cfg.lake, "silver", "quarantine").filter(
+        pl.col("entity") == "inventory_counts", pl.col("ingest_date").cast(pl.String) == DAY.isoformat()).collect()
+    rules = dict(zip(q["source_pointer"], q["rule"], strict=True))
+    first = len(rows) + 1  # line numbers: header is line 1
+    assert "not_nullable" in rules[f"{path.name}#row={first}"]
+    assert any("multiple_fields_uniqueness" in r for r in rules.values())
+    dup = q.filter(pl.col("rule") == "multiple_fields_uniqueness")["column"].unique().to_list()
+    assert dup == ["count_date|warehouse_id|product_id"]  # a duplicate names its key
+    assert "greater_than_or_equal_to(0.0)" in rules[f"{path.name}#row={first + 2}"]
+    assert "parse" in rules[f"{path.name}#row={first + 3}"]
+    assert f"{path.name}#row={first + 4}" not in rules  # the orphan is valid data
+
+    fct = storage.scan(day_one.cfg.lake, "gold", "fct_inventory_daily").collect()
+    assert fct.filter(pl.col("on_hand") < 0).is_empty()  # nothing invalid in gold
+    assert fct.filter(pl.col("product_id") == "SKU999999").height == 1
+    dim = storage.scan(day_one.cfg.lake, "gold", "dim_product").filter(pl.col("product_id") == "SKU999999").collect()
+    assert dim.height == 1  # the inferred member
+    accounted(day_one.cfg)
