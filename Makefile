@@ -32,6 +32,7 @@ test: setup
 
 # Seed scale (10,247 SKUs x 12 warehouses); BENCH_ARGS="--skus 1000 --warehouses 4" for a quick look
 bench: setup
+	$(PY) -m benchmarks.quality_bench $(QUALITY_BENCH_ARGS) --out data/bench_quality.json
 	$(PY) -m benchmarks.ml_bench $(BENCH_ARGS) --out data/bench_ml.json
 
 lint: setup
