@@ -41,11 +41,16 @@ def rows_per_day(lake: Path) -> pl.DataFrame:
     """Rows per layer and date partition, read from Parquet footers.
 
     Bronze and silver batches are partitioned by ingest date; gold facts and aggregates
-    by business date; quarantine is shown apart (``quarantine`` layer).
+    by business date; quarantine is shown apart (``quarantine`` layer). The quality
+    history is about the data, not data: it has its own chart.
     """
+    from lakehouse.quality import TABLE as QUALITY
+
     out = []
     for layer in ("bronze", "silver", "gold"):
         for table in storage.tables(lake, layer):
+            if (layer, table) == ("gold", QUALITY):
+                continue
             root = storage.table_dir(lake, layer, table)
             for f in root.glob(f"**/{storage.DATA_FILE}"):
                 values = [p.split("=", 1)[1] for p in f.parent.relative_to(root).parts if "=" in p]
@@ -66,6 +71,18 @@ def quarantine_per_day(lake: Path) -> pl.DataFrame:
                                     "rows": pl.UInt32})
     return (lf.group_by(pl.col("ingest_date").cast(pl.String).str.to_date(), "entity", "rule")
             .agg(pl.len().alias("rows")).sort("ingest_date", "entity", "rule").collect())
+
+
+def quality_per_day(cfg: DomainConfig) -> pl.DataFrame:
+    """Checks per business date by tier and status, from the quality history."""
+    from lakehouse import quality
+
+    lf = quality.history(cfg)
+    if lf is None:
+        return pl.DataFrame()
+    return (lf.group_by(pl.col("business_date").cast(pl.String),
+                        pl.format("tier {}: {}", "tier", "status").alias("outcome"))
+            .agg(pl.len().alias("checks")).sort("business_date", "outcome").collect())
 
 
 # --------------------------------------------------------------------------- charts
@@ -186,6 +203,15 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         parts.append(_chart(fig, first))
     else:
         parts.append(_empty("no rows quarantined"))
+
+    checks = quality_per_day(cfg)
+    if checks.height:
+        fig = px.bar(checks, x="business_date", y="checks", color="outcome",
+                     title="Quality checks per business date: tier and status (gold.quality_checks)",
+                     category_orders={"outcome": sorted(checks["outcome"].unique())})
+        parts.append(_chart(fig, first))
+    else:
+        parts.append(_empty("no quality checks recorded yet"))
 
     body = "\n".join(parts)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(cfg.name)} "

@@ -87,7 +87,7 @@ def _health_report_renders(tiny) -> None:
         charts = tab.locator(".plotly-graph-div").count()
         tab.screenshot(path=str(browser.artifacts_dir() / "lakehouse_health_report.png"), full_page=True)
         text = tab.inner_text("body")
-    assert errors == [] and charts == 5
+    assert errors == [] and charts == 6
     assert "retail: lakehouse health" in text and "gold.fct_order_lines" in text
 
 

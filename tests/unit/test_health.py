@@ -85,6 +85,11 @@ def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
                     "silver", "quarantine", {"entity": "orders", "ingest_date": "2026-10-31"})
     runlog.record(cfg.lake, _try("r1", "extract_erp", 1, "up_for_retry", 0))
     runlog.record(cfg.lake, _try("r1", "extract_erp", 2, "success", 1))
+    from lakehouse import quality
+
+    quality.record(cfg, "silver.orders", date(2026, 10, 31), quality.blocked("schema_drift", "x", 3), "r1")
+    assert report.quality_per_day(cfg).to_dicts() == [
+        {"business_date": "2026-10-31", "outcome": "tier 1: blocked", "checks": 1}]
 
     volumes = report.rows_per_day(cfg.lake)
     assert volumes.filter(pl.col("layer") == "gold")["rows"].to_list() == [2, 2]
@@ -95,6 +100,7 @@ def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
     page = path.read_text()
     # plotly.js inlined once, no external script: the file works offline, as an attachment
     assert page.count("plotly.js v") == 1 and "<script src=" not in page.replace(" ", "")
-    assert page.count('class="plotly-graph-div"') == 5  # runs, per task, volumes, rejects, reject rate
+    # runs, per task, volumes, rejects, reject rate, quality checks
+    assert page.count('class="plotly-graph-div"') == 6
     assert '<td class="ok">ok</td>' in page and '<td class="stale">stale</td>' in page  # inventory never came
     assert "not_null(qty)" in page and "boom" in page  # the retry's error is listed
