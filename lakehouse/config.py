@@ -130,6 +130,13 @@ class RowRule(Model):
         return [c for c in contract_columns if re.search(rf"\b{re.escape(c)}\b", self.expr)]
 
 
+class RowCount(Model):
+    """How many rows one ingest batch may hold; outside the range the batch blocks (tier 1)."""
+
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=1)
+
+
 class EntityContract(Model):
     """What a silver entity must look like; drives typing, validation and history."""
 
@@ -143,6 +150,7 @@ class EntityContract(Model):
     deletes: Deletes | None = None
     columns: list[ColumnContract]
     rules: list[RowRule] = Field([], description="cross-field rules; failing rows are quarantined")
+    expected_rows: RowCount | None = Field(None, description="rows per batch; e.g. a truncated extract")
 
     @field_validator("columns")
     @classmethod

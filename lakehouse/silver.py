@@ -150,6 +150,10 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     policy = cfg.source(contract.source).schema_drift
     drifted = schema_drift.detect(raw.schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
     try:
+        expected = contract.expected_rows
+        if expected and not ((expected.min or 0) <= raw.height <= (expected.max or raw.height)):
+            raise QualityGateError(f"{where}: {raw.height} rows, expected between {expected.min or 0} and "
+                                   f"{expected.max or 'any'} (contract {contract.entity!r})", check="row_count")
         if policy == "fail" and (drifted.added or drifted.retyped) and raw.height:
             raise QualityGateError(
                 f"{where}: schema drift: {drifted.describe(raw)}. Source {contract.source!r} has "

@@ -3,7 +3,8 @@
 ``GET /v1/supplier-performance?updated_since=&updated_before=&page=&page_size=``
 answers ``{"data": [...], "next_page": n | null}``. ``POST /_control`` with
 ``{"fail_next": n, "status": 429|5xx, "retry_after": s, "delay_s": s}`` makes the
-next ``n`` calls fail or answer slowly, so extractors meet real failure modes.
+next ``n`` calls fail or answer slowly, and ``{"malformed_next": n}`` makes the next ``n``
+data pages answer 200 with a cut-off JSON body, so extractors meet real failure modes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class SupplierApi(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], data_file: Path) -> None:
         super().__init__(address, _Handler)
         self.data_file = data_file
-        self.faults = {"fail_next": 0, "status": 503, "retry_after": None, "delay_s": 0.0}
+        self.faults = {"fail_next": 0, "status": 503, "retry_after": None, "delay_s": 0.0, "malformed_next": 0}
         self.calls = 0
         self.lock = threading.Lock()
 
@@ -91,6 +92,18 @@ class _Handler(BaseHTTPRequestHandler):
         chunk = rows.slice((page - 1) * size, size)
         more = page * size < rows.height
         data = chunk.with_columns(pl.col(pl.Date, pl.Datetime).dt.to_string()).to_dicts()
+        with self.server.lock:
+            malformed = faults["malformed_next"] > 0
+            if malformed:
+                faults["malformed_next"] -= 1
+        if malformed:  # a proxy or a crashed worker cut the body off mid-stream
+            body = json.dumps({"data": data}, default=str).encode()[:-40]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
         self._send(200, {"data": data, "next_page": page + 1 if more else None})
 
 

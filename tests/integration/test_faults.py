@@ -114,3 +114,22 @@ def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one):
     dim = storage.scan(day_one.cfg.lake, "gold", "dim_product").filter(pl.col("product_id") == "SKU999999").collect()
     assert dim.height == 1  # the inferred member
     accounted(day_one.cfg)
+
+
+def test_a_batch_outside_its_expected_row_count_blocks(day_one):
+    from lakehouse import silver
+    from lakehouse.config import RowCount
+    from lakehouse.silver import QualityGateError
+
+    cfg = day_one.cfg
+    contracts = [c.model_copy(update={"expected_rows": RowCount(min=10_000)}) if c.entity == "orders" else c
+                 for c in cfg.contracts]
+    cfg = cfg.model_copy(update={"contracts": contracts})
+    bronze.ingest(cfg, "erp", DAY, "test")
+    with pytest.raises(QualityGateError, match=r"bronze\.erp__orders ingest_date=.*rows, expected between 10000"):
+        silver.stage(cfg, "orders", DAY, "test")
+    assert not storage.exists(cfg.lake, "silver", "stg_orders", {"ingest_date": DAY.isoformat()})
+    row = storage.scan(cfg.lake, "gold", "quality_checks").filter(
+        pl.col("dataset") == "silver.orders", pl.col("business_date").cast(pl.String) == DAY.isoformat()
+    ).collect().row(0, named=True)
+    assert (row["check"], row["status"], row["tier"]) == ("row_count", "blocked", 1)

@@ -71,3 +71,11 @@ def test_slow_api_times_out_instead_of_hanging(api):
     with pytest.raises(RestError, match="timed out|Read timed out|failed"):
         _all_rows(_source(url, max_retries=0, timeout_s=0.2))
     _inject(url, delay_s=0)
+
+
+def test_a_malformed_json_page_fails_naming_page_and_body(api):
+    _, url = api
+    _inject(url, malformed_next=1)
+    with pytest.raises(RestError, match=r"page 1 of .*supplier-performance is not a data page: .*'\{\"data\""):
+        _all_rows(_source(url))
+    assert _all_rows(_source(url)).height == 25  # the next extraction gets every row
