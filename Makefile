@@ -12,13 +12,16 @@ setup: | $(UV)
 	$(UV) sync --frozen
 	@$(MAKE) --no-print-directory browser
 
-# Debian's chromium for the browser tests (Airflow UI, health report); root installs it
+# Debian's chromium (browser tests of the Airflow UI and the health report) and docker-compose
+# (validates docker-compose.yml; no Docker engine needed); root installs them
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	@for pkg in chromium docker-compose; do \
+	  command -v $$pkg >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	    { apt-get install -y -q chromium >/dev/null 2>&1 || \
-	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
-	  echo "note: chromium is not installed; browser tests skip locally and fail under CI=true"
+	    { apt-get install -y -q $$pkg >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$pkg >/dev/null 2>&1; }; }; } || \
+	  echo "note: $$pkg is not installed; its tests skip locally and fail under CI=true"; \
+	done
 
 demo: setup
 	$(PY) -m pipelines.retail.demo

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -25,13 +22,10 @@ def artifacts_dir() -> Path:
 
 def chromium() -> str:
     """Path to chromium; skip when missing locally, fail under CI (``make setup`` installs it)."""
-    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        msg = "chromium is not installed (Debian: apt-get install chromium; `make setup` does it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI requires {msg}")
-        pytest.skip(msg)
-    return found
+    from tests.conftest import require_tool
+
+    return os.environ.get("CHROMIUM") or require_tool(
+        "chromium", "chromium-browser", hint="Debian: apt-get install chromium; `make setup` does it")
 
 
 @contextlib.contextmanager

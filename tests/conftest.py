@@ -111,6 +111,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def missing(msg: str) -> None:
+    """Skip with a clear message locally; under CI (``CI=true``) a missing prerequisite fails."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI requires {msg}")
+    pytest.skip(msg)
+
+
+def require_tool(*names: str, hint: str) -> str:
+    """The path of the first of ``names`` on PATH; else skip locally / fail under CI."""
+    import shutil
+
+    found = next((p for p in map(shutil.which, names) if p), None)
+    if not found:
+        missing(f"{names[0]} is not installed ({hint})")
+    return found
+
+
 def require_service(host: str, port: int, name: str) -> None:
     """Skip with a clear message when a service is missing locally; under CI, fail instead."""
     import socket
@@ -118,10 +135,7 @@ def require_service(host: str, port: int, name: str) -> None:
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
-        msg = f"{name} is not reachable on {host}:{port} ({exc}); start it (see README, Tests)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI requires {msg}")
-        pytest.skip(msg)
+        missing(f"{name} is not reachable on {host}:{port} ({exc}); start it (see README, Tests)")
 
 
 @pytest.fixture

@@ -118,9 +118,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-file", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     args = parser.parse_args()
-    server = SupplierApi(("127.0.0.1", args.port), args.data_file)
-    print(f"supplier API on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server = SupplierApi((args.host, args.port), args.data_file)
+    print(f"supplier API on http://{args.host}:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 

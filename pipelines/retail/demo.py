@@ -98,8 +98,15 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=3, help="daily runs after the initial load")
     parser.add_argument("--home", type=Path, default=PROJECT)
     parser.add_argument("--api-port", type=int, default=8765)
+    parser.add_argument("--sources-only", type=date.fromisoformat, metavar="DATE", default=None,
+                        help="only make the sources look as they do at the end of DATE (containers' init)")
     args = parser.parse_args()
     cfg = load_domain(CONFIG_DIR)
+    if args.sources_only:
+        print(materialise(SimulationParams(end=args.sources_only), args.sources_only,
+                          erp_url=cfg.source("erp").url, api_file=api_file(args.home),
+                          landing=Path(cfg.source("inventory_drop").landing_dir)))
+        return
     days = [cfg.start_date + timedelta(days=i) for i in range(args.days + 1)]
     params = SimulationParams(end=days[-1])
     env = airflow_env(args.home, RETAIL_API_URL=f"http://127.0.0.1:{args.api_port}")
