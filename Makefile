@@ -27,11 +27,12 @@ demo: setup
 	$(PY) -m pipelines.retail.demo
 
 # 2 workers: half the suite waits on Airflow's scheduler or subprocesses, so 2 cores overlap
-# well; the two whole-Airflow tests share one worker (xdist_group). TEST_WORKERS=0 runs serially.
+# well; whole-Airflow tests take turns (a lock, tests/conftest.py whole_airflow) and the other
+# worker steals queued tests meanwhile. TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Seed scale (10,247 SKUs x 12 warehouses); BENCH_ARGS="--skus 1000 --warehouses 4" for a quick look
 bench: setup

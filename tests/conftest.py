@@ -128,6 +128,27 @@ def require_tool(*names: str, hint: str) -> str:
     return found
 
 
+@pytest.fixture
+def whole_airflow():
+    """One whole-Airflow test (standalone: 4 components + executors) at a time, across xdist
+    workers: two side by side on 2 cores starve each other's schedulers into timeouts.
+
+    A file lock, because pytest-xdist's ``xdist_group`` does not group under pytest 9 (the
+    node-id suffix it relies on is ignored); ``--dist worksteal`` lets the other worker
+    take the waiting worker's queued tests meanwhile.
+    """
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "lakehouse-tests-whole-airflow.lock"
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def require_service(host: str, port: int, name: str) -> None:
     """Skip with a clear message when a service is missing locally; under CI, fail instead."""
     import socket

@@ -22,8 +22,7 @@ from tests.airflow_cluster import Standalone
 from tests.conftest import START
 from tests.fakes.slack import FakeSlack
 
-# both start a whole Airflow (4 components + executors): never side by side on 2 cores
-pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_scheduler")]
+pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("whole_airflow")]
 DAYS = [START + timedelta(days=i) for i in range(3)]
 DATES = [d.isoformat() for d in DAYS]
 EXTRACT = "extract_inventory_drop"

@@ -26,8 +26,7 @@ from tests.conftest import (
     run_day_direct,
 )
 
-# both start a whole Airflow (4 components + executors): never side by side on 2 cores
-pytestmark = [pytest.mark.airflow, pytest.mark.xdist_group("airflow_scheduler")]
+pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("whole_airflow")]
 DAYS = [START + timedelta(days=i) for i in range(3)]
 # (and the quality history, which counts the rows each day's inventory batch checked)
 FILE_DROP_TABLES = {"bronze.inventory_drop__inventory_counts", "silver.stg_inventory_counts",
