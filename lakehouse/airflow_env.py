@@ -33,6 +33,17 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
     return merged
 
 
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable``: ``LAKEHOUSE_WORKER_NAME`` if set, else the FQDN.
+
+    Several Celery workers on one host (or in containers sharing a network name) otherwise
+    report the same hostname on every task instance; naming them shows which worker ran what.
+    """
+    import socket
+
+    return os.environ.get("LAKEHOUSE_WORKER_NAME") or socket.getfqdn()
+
+
 def airflow(*args: str, env: dict[str, str], check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
     """Run the ``airflow`` CLI of this environment."""
     exe = str(Path(sys.executable).parent / "airflow")

@@ -1,5 +1,6 @@
-"""Airflow's own components (``airflow standalone``: api-server, scheduler, dag-processor,
-triggerer; LocalExecutor) for tests that go through the scheduler, watched over the REST API.
+"""Airflow's own components for tests that go through the scheduler, watched over the REST API:
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor), or
+the same parts started one by one with CeleryExecutor and named Celery workers.
 """
 
 from __future__ import annotations
@@ -140,3 +141,48 @@ class Standalone:
             return finished if len(finished) == len(logical_dates) else None
 
         return wait_for(done, f"{len(logical_dates)} {dag_id} runs to finish", timeout_s, every_s=5)
+
+
+class CeleryCluster(Standalone):
+    """api-server, scheduler, dag-processor and ``workers`` named ``airflow celery worker``
+    processes: CeleryExecutor with Redis as broker and PostgreSQL as metadata and result backend.
+    """
+
+    def __init__(self, home: Path, metadata_url: str, broker_url: str, workers: int = 2, **extra: str) -> None:
+        result_backend = "db+" + metadata_url.replace("postgresql+psycopg2://", "postgresql://")
+        super().__init__(home, metadata_url, AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+                         AIRFLOW__CELERY__BROKER_URL=broker_url, AIRFLOW__CELERY__RESULT_BACKEND=result_backend,
+                         AIRFLOW__CORE__HOSTNAME_CALLABLE="lakehouse.airflow_env.worker_hostname",
+                         AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False", **extra)
+        self.workers = [f"worker{i + 1}" for i in range(workers)]
+        self.procs: list[subprocess.Popen] = []
+
+    def _start(self, name: str, *args: str, **env: str) -> None:
+        exe = self.env["PATH"].split(os.pathsep)[0] + "/airflow"
+        log = open(self.home / f"{name}.log", "w")
+        self.procs.append(subprocess.Popen([exe, *args], env={**self.env, **env}, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True))
+
+    def __enter__(self) -> CeleryCluster:
+        airflow("db", "migrate", env=self.env)
+        self._start("api-server", "api-server", "--port", str(self.port))
+        self._start("scheduler", "scheduler")
+        self._start("dag-processor", "dag-processor")
+        for name in self.workers:
+            self._start(name, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2",
+                        LAKEHOUSE_WORKER_NAME=name,
+                        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
+        wait_for(self._healthy, "the api-server to answer", 180, every_s=2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -160,6 +160,24 @@ def require_service(host: str, port: int, name: str) -> None:
 
 
 @pytest.fixture
+def redis_url():
+    """A Redis database of the machine's server (127.0.0.1:6379), empty before and after."""
+    import random
+
+    import redis
+
+    require_service("127.0.0.1", 6379, "Redis")
+    db = random.Random().randint(1, 15)  # 0 is left to whatever else uses this Redis
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client.flushdb()
+    try:
+        yield f"redis://127.0.0.1:6379/{db}"
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database on the machine's server, dropped afterwards."""
     import uuid
