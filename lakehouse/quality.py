@@ -113,6 +113,13 @@ def drift_result(drifted, policy: str) -> pl.DataFrame:
                     "rows_checked": 0, "detail": drifted.as_json() if status != PASS else None}])
 
 
+def summary(results: pl.DataFrame) -> str:
+    """One line for the task log: the checks that did not pass, with their counts."""
+    bad = results.filter(pl.col("status") != PASS)
+    return ", ".join(f"{r['check']}[{r['column']}] {r['status']} ({r['failing_count']})"
+                     for r in bad.to_dicts()) or "none"
+
+
 def blocked(check: str, detail: str, rows_in: int) -> pl.DataFrame:
     """Pure: the one row of a batch a tier-1 gate refused before any rule ran."""
     return _frame([{"check": check, "column": "*", "tier": 1, "status": BLOCKED, "failing_count": rows_in,

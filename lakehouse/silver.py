@@ -170,6 +170,7 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     results = pl.concat([results, quality.drift_result(drifted, policy)])
     # recorded before the gate decides: a blocked batch leaves its history too
     quality.record(cfg, dataset, run_date, results, run_id)
+    log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
     rate = rejected.height / raw.height if raw.height else 0.0
     if rate > contract.max_quarantine_rate:
         examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()

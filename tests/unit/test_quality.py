@@ -86,3 +86,6 @@ def test_batch_results_list_every_rule_and_the_reject_rate(failed_rows, status):
     assert ge["failing_count"] == failed_rows and ge["status"] == ("quarantined" if failed_rows else "pass")
     rate = rules[("*", "quarantine_rate")]
     assert rate["status"] == status and rate["metric"] == failed_rows / 10 and rate["tier"] == 1
+    line = quality.summary(results)  # the task log's one-line summary
+    assert (line == "none") == (failed_rows == 0)
+    assert (f"greater_than_or_equal_to(1.0)[qty] quarantined ({failed_rows})" in line) == (failed_rows > 0)
