@@ -237,6 +237,10 @@ class QualityConfig(Model):
     iqr_factor: float = Field(1.5, gt=0, description="outside Q1 - k*IQR .. Q3 + k*IQR is an outlier")
     max_volatility: float = Field(
         0.5, gt=0, description="day-over-day change may differ from its weekday's usual change by this share")
+    min_relative_change: float = Field(
+        0.25, ge=0, description="z-score and IQR flags also need |value - baseline mean| >= this share of it")
+    alert_min_methods: int = Field(
+        2, ge=1, le=3, description="Slack hears of a group when this many methods flag it (all are recorded)")
     metrics: list[MetricCheck] = []
 
 

@@ -8,7 +8,8 @@ its status, how many rows or groups failed, the measured metric and its threshol
 * Tier 2, row-level: each contract rule (parse, nullability, range, allowed values,
   pattern, unique version key). Failing rows go to quarantine; the rest proceed.
 * Tier 3, statistical: configured daily metrics of gold tables against the same weekday
-  of the previous weeks (z-score, IQR, day-over-day change). Flags alert, never block.
+  of the previous weeks (z-score, IQR, day-over-day change). Every method's flags are
+  recorded; Slack hears of a group when ``alert_min_methods`` of them agree. Never blocks.
 
 Rows are published per ``business_date`` and ``dataset`` partition, so rerunning a date
 replaces its rows (idempotent) and concurrent runs for other dates never touch them.
@@ -36,7 +37,7 @@ SCHEMA: dict[str, pl.DataType] = {
 DOCS = {
     "business_date": "the run's business date",
     "dataset": "the checked table: silver.<entity> for a batch, gold.<table> for a metric",
-    "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility for tier 3)",
+    "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility|consensus for tier 3)",
     "tier": "1 blocking, 2 row-level (rejects quarantined), 3 statistical (flag only)",
     "status": "pass | quarantined | blocked | flagged | no_baseline | evolved | rescued",
     "failing_count": "rows (tiers 1-2) or groups (tier 3) that failed",
@@ -162,7 +163,8 @@ def evaluate(values: pl.DataFrame, metric: MetricCheck, qc: QualityConfig, run_d
     column = metric.column or "*"
     if values.is_empty():
         return _frame([{"check": f"{metric.name}:{m}", "column": column, "tier": 3, "status": NO_BASELINE,
-                        "failing_count": 0, "rows_checked": 0} for m in ("zscore", "iqr", "volatility")])
+                        "failing_count": 0, "rows_checked": 0}
+                       for m in ("zscore", "iqr", "volatility", "consensus")])
     keys = metric.group_by or ["_all"]  # one constant group when the metric is not split
     lag = (pl.lit(run_date) - pl.col("day")).dt.total_days()
     v = values.with_columns(lag.alias("lag"), *([] if metric.group_by else [pl.lit(0).alias("_all")]))
@@ -187,14 +189,22 @@ def evaluate(values: pl.DataFrame, metric: MetricCheck, qc: QualityConfig, run_d
             / (pl.col("q3") - pl.col("q1"))),
         dod_dev=pl.when(pl.col("prev") > 0).then((pl.col("x") / pl.col("prev") - 1) - pl.col("usual_dod")),
     )
+    # a statistically unusual value must also be materially different: with 8 baseline points
+    # the spread is itself noisy, and a 5% move should not page anyone however small the std
+    material = ((pl.col("x") - pl.col("mean")).abs() >= qc.min_relative_change * pl.col("mean").abs())
     checks = {
-        "zscore": (pl.col("z").abs(), qc.zscore),
-        "iqr": (pl.col("iqr_out"), 0.0),  # how many IQRs beyond the fence; > 0 is outside
+        "zscore": (pl.when(material).then(pl.col("z").abs()).otherwise(pl.col("z").abs().clip(None, qc.zscore)),
+                   qc.zscore),
+        # how many IQRs beyond the fence; > 0 is outside
+        "iqr": (pl.when(material).then(pl.col("iqr_out")).otherwise(pl.col("iqr_out").clip(None, 0.0)), 0.0),
         "volatility": (pl.col("dod_dev").abs(), qc.max_volatility),
     }
     rows = []
+    votes = frame.select(*keys, pl.lit(0).alias("votes"))
     for name, (measure, limit) in checks.items():
-        scored = frame.with_columns(measure.alias("m")).drop_nulls("m")
+        scored = frame.with_columns(measure.alias("m"))
+        votes = votes.with_columns(pl.col("votes") + (scored["m"] > limit).fill_null(False).cast(pl.Int32))
+        scored = scored.drop_nulls("m")
         flagged = scored.filter(pl.col("m") > limit).sort("m", descending=True)
         examples = flagged.head(5).select(*metric.group_by, "x", "mean", "prev", "m").to_dicts()
         rows.append({
@@ -203,6 +213,15 @@ def evaluate(values: pl.DataFrame, metric: MetricCheck, qc: QualityConfig, run_d
             "failing_count": flagged.height, "rows_checked": scored.height,
             "metric": scored["m"].max() if scored.height else None, "threshold": limit,
             "detail": json.dumps(examples, default=str) if examples else None})
+    # what pages on-call: a group at least `alert_min_methods` of the methods agree on
+    agreed = votes.filter(pl.col("votes") >= qc.alert_min_methods)
+    rows.append({
+        "check": f"{metric.name}:consensus", "column": column, "tier": 3,
+        "status": NO_BASELINE if frame.is_empty() else FLAGGED if agreed.height else PASS,
+        "failing_count": agreed.height, "rows_checked": frame.height,
+        "metric": float(votes["votes"].max()) if votes.height else None, "threshold": float(qc.alert_min_methods),
+        "detail": json.dumps(agreed.drop("_all", strict=False).head(5).to_dicts(), default=str)
+        if agreed.height else None})
     return _frame(rows)
 
 
@@ -227,15 +246,17 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
         for metric in (m for m in qc.metrics if m.table == table):
             results = evaluate(metric_values(cfg, metric, run_date, qc.baseline_weeks), metric, qc, run_date)
             frames.append(results)
-            hits = results.filter(pl.col("status") == FLAGGED)
+            hits = results.filter(pl.col("status") == FLAGGED, ~pl.col("check").str.ends_with(":consensus"))
+            agreed = results.filter(pl.col("check") == f"{metric.name}:consensus", pl.col("status") == FLAGGED)
             key = f"anomaly:{cfg.name}:{metric.name}"
-            if hits.height:
-                flagged[metric.name] = int(hits["failing_count"].max())
+            if agreed.height:
+                flagged[metric.name] = int(agreed["failing_count"].item())
                 what = "; ".join(f"{r['check'].split(':')[1]} {r['failing_count']} group(s), worst "
                                  f"{r['metric']:.2f} > {r['threshold']:g}" for r in hits.to_dicts())
                 alerts.incident(key, f":mag: *{metric.name}* looks unusual on {run_date} (gold.{table}, "
-                                     f"against the same weekday of {qc.baseline_weeks} weeks): {what}. "
-                                     "Not blocking; see gold.quality_checks.", when=run_date.isoformat())
+                                     f"against the same weekday of {qc.baseline_weeks} weeks): {what}; "
+                                     f"groups: {agreed['detail'].item()}. Not blocking; see gold.quality_checks.",
+                                when=run_date.isoformat())
             elif key in alerts.open_incidents():
                 alerts.settle(key, run_date.isoformat(),
                               f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")

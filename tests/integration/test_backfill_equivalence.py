@@ -45,7 +45,8 @@ def _run_lake(home: str, mode: str) -> dict[str, str]:
                 retail.advance(day, PARAMS)
             # the DuckDB catalog holds views only: not part of the layers compared
             run_day_direct(retail.cfg, day, run_id=f"{mode}/{day}", publish_catalog=False)
-        return comparable_hashes(retail.cfg.lake)
+        # the snapshot tables differ by design (below), and so do their batches' quality checks
+        return comparable_hashes(retail.cfg.lake, skip_datasets={t for t in SNAPSHOT_TABLES if t.startswith("silver.")})
     finally:
         server.shutdown()
         server.server_close()

@@ -32,7 +32,7 @@ def _status(results: pl.DataFrame) -> dict[str, tuple[str, int]]:
 
 def test_a_usual_monday_peak_is_not_an_anomaly():
     got = _status(quality.evaluate(_history(MONDAY, {"A": 201.0}), METRIC, QC, MONDAY))
-    assert got == {"zscore": ("pass", 0), "iqr": ("pass", 0), "volatility": ("pass", 0)}
+    assert got == {"zscore": ("pass", 0), "iqr": ("pass", 0), "volatility": ("pass", 0), "consensus": ("pass", 0)}
 
 
 def test_the_tuesday_after_the_peak_is_not_volatile():
@@ -43,7 +43,8 @@ def test_the_tuesday_after_the_peak_is_not_volatile():
 
 def test_a_spike_in_one_warehouse_is_flagged_by_every_method_and_named():
     results = quality.evaluate(_history(MONDAY, {"A": 600.0}), METRIC, QC, MONDAY)
-    assert _status(results) == {"zscore": ("flagged", 1), "iqr": ("flagged", 1), "volatility": ("flagged", 1)}
+    assert _status(results) == {"zscore": ("flagged", 1), "iqr": ("flagged", 1), "volatility": ("flagged", 1),
+                                "consensus": ("flagged", 1)}
     z = results.filter(pl.col("check") == "revenue:zscore").row(0, named=True)
     assert z["metric"] > 3 and z["threshold"] == 3 and z["rows_checked"] == 2 and '"wh": "A"' in z["detail"]
 
@@ -89,3 +90,29 @@ def test_batch_results_list_every_rule_and_the_reject_rate(failed_rows, status):
     line = quality.summary(results)  # the task log's one-line summary
     assert (line == "none") == (failed_rows == 0)
     assert (f"greater_than_or_equal_to(1.0)[qty] quarantined ({failed_rows})" in line) == (failed_rows > 0)
+
+
+def test_stable_noisy_days_page_nobody():
+    """12 weeks of 20 warehouses with a weekly pattern and +-15% daily noise: some single
+    methods flag now and then (they are recorded), but no group ever reaches the consensus
+    that pages on-call. A real spike on the last day does."""
+    import random
+
+    rng = random.Random(11)
+    start = date(2026, 8, 3)
+    rows = [{"day": start + timedelta(days=d), "wh": f"W{w:02d}",
+             "value": (100 + 10 * w) * (1.6 if (start + timedelta(days=d)).weekday() == 5 else 1.0)
+             * rng.uniform(0.85, 1.15)} for d in range(84) for w in range(20)]
+    values = pl.DataFrame(rows)
+    single, paged = 0, 0
+    for d in range(60, 84):
+        day = start + timedelta(days=d)
+        window = values.filter(pl.col("day") <= day)
+        got = _status(quality.evaluate(window, METRIC, QC, day))
+        single += sum(n for check, (_, n) in got.items() if check != "consensus")
+        paged += got["consensus"][1]
+    assert paged == 0 and single < 24 * 20 * 3 * 0.05  # under 5% of single-method verdicts, none paged
+    last = start + timedelta(days=83)
+    spiked = values.with_columns(pl.when((pl.col("day") == last) & (pl.col("wh") == "W03"))
+                                 .then(pl.col("value") * 3).otherwise(pl.col("value")).alias("value"))
+    assert _status(quality.evaluate(spiked, METRIC, QC, last))["consensus"] == ("flagged", 1)
