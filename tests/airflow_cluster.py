@@ -173,6 +173,11 @@ class CeleryCluster(Standalone):
                         LAKEHOUSE_WORKER_NAME=name,
                         AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()))
         wait_for(self._healthy, "the api-server to answer", 180, every_s=2)
+        time.sleep(5)
+        dead = [p.args[1:4] for p in self.procs if p.poll() is not None]
+        if dead:  # e.g. a provider that cannot import: fail now, naming the log, not at the timeout
+            self.__exit__()
+            raise AssertionError(f"Airflow components exited at start: {dead}; see {self.home}/*.log")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,7 +17,8 @@ from tests.airflow_cluster import CeleryCluster, wait_for
 from tests.conftest import CONFIG_DIR, START, TinyRetail, comparable_hashes, run_day_direct
 from tests.integration.test_backfill_scheduler import FILE_DROP_TABLES
 
-pytestmark = [pytest.mark.airflow, pytest.mark.services, pytest.mark.usefixtures("whole_airflow")]
+pytestmark = [pytest.mark.airflow, pytest.mark.services, pytest.mark.usefixtures("whole_airflow"),
+              pytest.mark.timeout(1200)]
 DAYS = [START + timedelta(days=i) for i in range(7)]
 DATES = [d.isoformat() for d in DAYS]
 
