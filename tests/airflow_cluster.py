@@ -149,7 +149,7 @@ class CeleryCluster(Standalone):
     """
 
     def __init__(self, home: Path, metadata_url: str, broker_url: str, workers: int = 2, **extra: str) -> None:
-        result_backend = "db+" + metadata_url.replace("postgresql+psycopg2://", "postgresql://")
+        result_backend = "db+" + metadata_url  # keep the driver: SQLAlchemy 2.1 defaults to psycopg 3
         super().__init__(home, metadata_url, AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
                          AIRFLOW__CELERY__BROKER_URL=broker_url, AIRFLOW__CELERY__RESULT_BACKEND=result_backend,
                          AIRFLOW__CORE__HOSTNAME_CALLABLE="lakehouse.airflow_env.worker_hostname",

@@ -54,7 +54,7 @@ def test_airflow_runs_on_celery_with_postgres_redis_and_two_named_workers(compos
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379")
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
-        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://")
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == compose["_secrets"]["AIRFLOW_JWT_SECRET"]  # one for all
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         sources = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in services[name]["volumes"]}

@@ -12,9 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from lakehouse import tasks
-from tests.airflow_cluster import CeleryCluster, wait_for
-from tests.conftest import CONFIG_DIR, START, TinyRetail, comparable_hashes, run_day_direct
+from tests.airflow_cluster import CeleryCluster
+from tests.conftest import START, TinyRetail, comparable_hashes, run_day_direct
 from tests.integration.test_backfill_scheduler import FILE_DROP_TABLES
 
 pytestmark = [pytest.mark.airflow, pytest.mark.services, pytest.mark.usefixtures("whole_airflow"),
@@ -30,13 +29,11 @@ def test_a_7_day_backfill_on_two_celery_workers_equals_daily_runs(tiny, postgres
                        RETAIL_END_DATE=DATES[-1], RETAIL_TRAIN_SCHEDULE="0 6 29 2 *") as cluster:
         cluster.unpause("retail_daily")
         cluster.backfill("retail_daily", DATES[0], DATES[-1], "--max-active-runs", "3")
+        # retail_train stays paused: the backfill's single announcement is the LocalExecutor
+        # test's subject; here the daily DAG's work is what is spread over the workers
         runs = cluster.wait_runs("retail_daily", DATES, 900)
-        # the backfill's last run announces gold history: training runs once, on a worker too
-        trained = wait_for(lambda: [r for r in cluster.dag_runs("retail_train") if r["state"] == "success"],
-                           "the training run the backfill triggers", 300)
         hosts = Counter(t["hostname"] for r in runs
                         for t in cluster.task_instances("retail_daily", r["dag_run_id"]) if t["hostname"])
-    assert len(trained) == 1
     assert set(hosts) == {"worker1", "worker2"}, hosts  # the work was shared
     assert min(hosts.values()) >= 10, hosts
     backfilled = comparable_hashes(tiny.cfg.lake)
@@ -44,8 +41,7 @@ def test_a_7_day_backfill_on_two_celery_workers_equals_daily_runs(tiny, postgres
     other = TinyRetail(tmp_path_factory.mktemp("daily"), tiny.api_url, tiny.api_file)
     other.advance(DAYS[-1])
     for day in DAYS:
-        run_day_direct(other.cfg, day, ml=True)
-    tasks.train(str(CONFIG_DIR))
+        run_day_direct(other.cfg, day, ml=True)  # no model yet: scoring skips, as in the backfill
     daily = comparable_hashes(other.cfg.lake)
     # as in the LocalExecutor backfill test: a file drop may go to another concurrent day's run
     assert {t for t in daily if daily[t] != backfilled.get(t)} <= FILE_DROP_TABLES
