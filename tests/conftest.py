@@ -131,6 +131,13 @@ def require_tool(*names: str, hint: str) -> str:
     return found
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Whole-Airflow tests first: under ``--dist worksteal`` they then fill the first worker's
+    queue and run back to back from the start, while the other worker takes everything else
+    (instead of both workers meeting at the lock at the end)."""
+    items.sort(key=lambda item: "whole_airflow" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture
 def whole_airflow():
     """One whole-Airflow test (standalone: 4 components + executors) at a time, across xdist
