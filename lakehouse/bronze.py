@@ -66,11 +66,11 @@ def extraction_window(cfg: DomainConfig, source: DatabaseSource | RestSource | F
 
 
 def _watermark_path(cfg: DomainConfig, source: str):
-    return cfg.lake / "_state" / "watermarks" / f"{source}.json"
+    return storage.join(storage.state_dir(cfg.lake), "watermarks", f"{source}.json")
 
 
 def _registry_path(cfg: DomainConfig, source: str):
-    return cfg.lake / "_state" / "processed_files" / f"{source}.json"
+    return storage.join(storage.state_dir(cfg.lake), "processed_files", f"{source}.json")
 
 
 def with_lineage(chunk: Extracted, *, source: str, run_id: str, ingested_at: datetime) -> pl.DataFrame:
@@ -119,7 +119,7 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
             table = bronze_table(source.name, entity)
             frames = _bronze_frames(chunks, source, run_id, now, new_files)
             counts[table] = storage.publish_batches(frames, cfg.lake, "bronze", table, part)
-            top = pl.scan_parquet(storage.partition_dir(cfg.lake, "bronze", table, part) / storage.DATA_FILE)
+            top = pl.scan_parquet(storage.data_file(cfg.lake, "bronze", table, part))
             if "updated_at" in top.collect_schema().names():
                 latest = top.select(pl.col("updated_at").max()).collect().item()
                 if latest is not None and (entity not in marks or str(latest) > marks[entity]):

@@ -58,13 +58,13 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
     try:
         con = duckdb.connect(str(tmp))
         try:
+            attach_lake(con, cfg)
             for layer in LAYERS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
                 for table in storage.tables(cfg.lake, layer):
-                    tdir = storage.table_dir(cfg.lake, layer, table)
-                    if not any(tdir.glob(f"**/{storage.DATA_FILE}")):
-                        continue
-                    _create_view(con, layer, tdir, comments.get(f"{layer}.{table}"))
+                    if storage.data_files(cfg.lake, layer, table):
+                        _create_view(con, layer, table, storage.table_glob(cfg.lake, layer, table),
+                                     comments.get(f"{layer}.{table}"))
             _create_reporting_views(con, cfg)
         finally:
             con.close()
@@ -83,14 +83,13 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
 DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_pointer")}
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, layer: str, tdir: Path,
+def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, glob: str,
                  comment: tuple[str, dict[str, str]] | None) -> None:
-    name = f"{layer}.{_quote_ident(tdir.name)}"
-    glob = _quote_str(str(tdir / "**" / storage.DATA_FILE))
-    scan = f"read_parquet({glob}, hive_partitioning = true, union_by_name = true)"
-    if f"{layer}.{tdir.name}" in DEDUPED:
-        keys, order = DEDUPED[f"{layer}.{tdir.name}"]
-        con.execute(f"CREATE OR REPLACE VIEW {layer}.{_quote_ident(tdir.name + '_log')} AS SELECT * FROM {scan}")
+    name = f"{layer}.{_quote_ident(table)}"
+    scan = f"read_parquet({_quote_str(glob)}, hive_partitioning = true, union_by_name = true)"
+    if f"{layer}.{table}" in DEDUPED:
+        keys, order = DEDUPED[f"{layer}.{table}"]
+        con.execute(f"CREATE OR REPLACE VIEW {layer}.{_quote_ident(table + '_log')} AS SELECT * FROM {scan}")
         scan = f"(SELECT * FROM {scan} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1)"
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {scan}")
     if comment is None:
@@ -126,13 +125,25 @@ def refresh_catalog(cfg: DomainConfig) -> Path:
             views = {f"{s}.{v}" for s, v in con.execute(
                 "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
         tables = {f"{layer}.{t}" for layer in LAYERS for t in storage.tables(cfg.lake, layer)
-                  if any(storage.table_dir(cfg.lake, layer, t).glob(f"**/{storage.DATA_FILE}"))}
+                  if storage.data_files(cfg.lake, layer, t)}
         wanted = tables | {f"gold.{v.name}" for v in cfg.views}
         if wanted <= views:
             return target
     return build_catalog(cfg)
 
 
+def attach_lake(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
+    """Let ``con`` read an object-store lake through fsspec (no-op for a local lake).
+
+    DuckDB's own ``httpfs`` extension cannot be installed everywhere (not offline, not on
+    this project's CI); fsspec's filesystem, registered on the connection, reads the same
+    ``s3://``/``gs://``/``abfs://`` URIs the views name, with the environment's credentials.
+    """
+    if storage.is_remote(cfg.lake):
+        con.register_filesystem(storage.filesystem(cfg.lake))
+    return con
+
+
 def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
     """How the pipeline itself (ML tasks) and analysts open the catalog."""
-    return duckdb.connect(cfg.catalog_path, read_only=True)
+    return attach_lake(duckdb.connect(cfg.catalog_path, read_only=True), cfg)

@@ -295,8 +295,9 @@ class DomainConfig(Model):
         return None if value == "" else value
 
     @property
-    def lake(self) -> Path:
-        return Path(self.lake_root)
+    def lake(self) -> Path | str:
+        """The lake root: a local ``Path``, or an object-store URI kept as a string (ADR 0013)."""
+        return self.lake_root if "://" in self.lake_root else Path(self.lake_root)
 
 
 # --------------------------------------------------------------------------- loading

@@ -84,9 +84,9 @@ def previous_schema(lake, table: str, run_date: date) -> dict[str, pl.DataType] 
     earlier = sorted((p["ingest_date"] for p in storage.partitions(lake, "bronze", table)
                       if p.get("ingest_date", "9999") < run_date.isoformat()), reverse=True)
     for day in earlier[:7]:
-        path = storage.partition_dir(lake, "bronze", table, {"ingest_date": day}) / storage.DATA_FILE
-        if path.exists() and pl.scan_parquet(path).select(pl.len()).collect().item():
-            return dict(pl.read_parquet_schema(path))
+        path = storage.data_file(lake, "bronze", table, {"ingest_date": day})
+        if storage.path_exists(path) and storage.file_rows(path):
+            return dict(storage.file_schema(path))
     return None
 
 

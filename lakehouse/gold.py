@@ -127,7 +127,7 @@ def resolve_inputs(cfg: DomainConfig, builder: Callable[..., pl.LazyFrame], run_
             inputs[name] = run_date
         elif name in gold_names:
             inputs[name] = storage.scan(cfg.lake, "gold", name)
-        elif storage.table_dir(cfg.lake, "gold", name).exists():
+        elif storage.path_exists(storage.table_dir(cfg.lake, "gold", name)):
             inputs[name] = storage.scan(cfg.lake, "gold", name, missing_ok=True)
         elif name.startswith(("fct_", "dim_", "agg_")):
             inputs[name] = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from importlib.metadata import version as pkg_version
@@ -155,18 +156,18 @@ def register(lake: Path, *, model: object, version: str, run_date: date, feature
              params: dict, metrics: dict[str, float], train_window: tuple[date, date],
              data_hash: str, name: str) -> dict:
     """Save the model artifact and publish its row of ``gold.ml_models`` (one partition a version)."""
-    artifact = Path(lake) / "_models" / version / "model.json"
-    artifact.parent.mkdir(parents=True, exist_ok=True)
-    tmp = artifact.with_name(".model.tmp.json")  # xgboost picks the format from the suffix
-    model.save_model(tmp)
-    tmp.replace(artifact)
+    artifact = f"_models/{version}/model.json"
+    with tempfile.TemporaryDirectory(prefix="lakehouse-model-") as tmp_dir:
+        tmp = Path(tmp_dir) / "model.json"  # xgboost picks the format from the suffix
+        model.save_model(tmp)
+        storage.put_file(tmp, storage.lake_path(lake, *artifact.split("/")))
     importance = dict(zip(features, map(float, model.feature_importances_), strict=True))
     row = {
         "model_name": name, "trained_for_date": run_date,
         "train_from": train_window[0], "train_to": train_window[1], "data_hash": data_hash,
         "params": json.dumps(params, sort_keys=True), "metrics": json.dumps(metrics, sort_keys=True),
         "features": json.dumps(features), "feature_importance": json.dumps(importance, sort_keys=True),
-        "artifact": str(artifact.relative_to(lake)), "libraries": json.dumps(_libraries(), sort_keys=True),
+        "artifact": artifact, "libraries": json.dumps(_libraries(), sort_keys=True),
         **{f"metric_{k}": v for k, v in metrics.items()},
     }
     storage.publish(pl.DataFrame([row]), lake, "gold", "ml_models", {"model_version": version})
@@ -179,7 +180,8 @@ def load_model(lake: Path, artifact: str) -> object:
     import xgboost as xgb
 
     model = xgb.XGBRegressor()
-    model.load_model(Path(lake) / artifact)
+    with tempfile.TemporaryDirectory(prefix="lakehouse-model-") as tmp_dir:
+        model.load_model(storage.get_file(storage.lake_path(lake, *artifact.split("/")), Path(tmp_dir) / "model.json"))
     return model
 
 

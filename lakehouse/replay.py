@@ -43,9 +43,8 @@ def records_frame(quarantined: pl.DataFrame) -> pl.DataFrame:
 def _replay_batch(cfg: DomainConfig, entity: str, ingest_date: str, run_id: str) -> dict[str, int]:
     contract = cfg.contract(entity)
     qpart = {"entity": entity, "ingest_date": ingest_date}
-    quarantined = pl.read_parquet(storage.partition_dir(cfg.lake, "silver", silver.QUARANTINE, qpart)
-                                  / storage.DATA_FILE)
-    if quarantined.is_empty():
+    quarantined = storage.read(cfg.lake, "silver", silver.QUARANTINE, qpart)
+    if quarantined is None or quarantined.is_empty():
         return {"replayed": 0, "promoted": 0}
     raw = records_frame(quarantined)
     where = f"silver.quarantine entity={entity} ingest_date={ingest_date}"
@@ -53,8 +52,7 @@ def _replay_batch(cfg: DomainConfig, entity: str, ingest_date: str, run_id: str)
     valid, _ = silver.split_valid(typed, parse_failures, contract)
     spart = {"ingest_date": ingest_date}
     stg = silver.stg_table(entity)
-    batch_path = storage.partition_dir(cfg.lake, "silver", stg, spart) / storage.DATA_FILE
-    batch = pl.read_parquet(batch_path) if batch_path.exists() else None
+    batch = storage.read(cfg.lake, "silver", stg, spart)
     keep = [c.name for c in contract.columns] + ["_source_pointer", "_record_hash"]
     valid = valid.select(keep)
     already = valid.join(batch.select("_record_hash"), on="_record_hash", how="semi") \

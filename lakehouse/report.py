@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from lakehouse import freshness, runlog, storage
 from lakehouse.config import DomainConfig
@@ -51,14 +50,13 @@ def rows_per_day(lake: Path) -> pl.DataFrame:
         for table in storage.tables(lake, layer):
             if (layer, table) == ("gold", QUALITY):
                 continue
-            root = storage.table_dir(lake, layer, table)
-            for f in root.glob(f"**/{storage.DATA_FILE}"):
-                values = [p.split("=", 1)[1] for p in f.parent.relative_to(root).parts if "=" in p]
-                day = next((v for v in values if freshness.DATE_VALUE.match(v)), None)
+            files = storage.data_files(lake, layer, table)
+            for part, f in zip(storage.partitions(lake, layer, table), files, strict=True):
+                day = next((v for v in part.values() if freshness.DATE_VALUE.match(v)), None)
                 if day is None:
                     continue
                 name = "quarantine" if table.startswith("quarantine") else layer
-                out.append((name, table, date.fromisoformat(day), pq.read_metadata(f).num_rows))
+                out.append((name, table, date.fromisoformat(day), storage.file_rows(f)))
     return pl.DataFrame(out, schema={"layer": pl.String, "table": pl.String, "date": pl.Date,
                                      "rows": pl.Int64}, orient="row")
 

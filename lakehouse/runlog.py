@@ -9,7 +9,6 @@ rename), so concurrent runs never contend for a lock.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -33,8 +32,10 @@ def _schema() -> dict:
             "error": pl.String}
 
 
-def runs_dir(lake: Path) -> Path:
-    return Path(lake) / "_state" / "runs"
+def runs_dir(lake: Path | str) -> Path | str:
+    from lakehouse import storage
+
+    return storage.join(storage.state_dir(lake), "runs")
 
 
 def record(lake: Path, entry: dict) -> Path:
@@ -42,7 +43,7 @@ def record(lake: Path, entry: dict) -> Path:
     from lakehouse import storage
 
     name = "__".join(_UNSAFE.sub("_", str(entry[k])) for k in ("run_id", "task_id", "try_number"))
-    path = runs_dir(lake) / _UNSAFE.sub("_", entry["dag_id"]) / f"{name}.json"
+    path = storage.join(runs_dir(lake), _UNSAFE.sub("_", entry["dag_id"]), f"{name}.json")
     storage.write_json(path, entry)
     return path
 
@@ -86,10 +87,12 @@ def read(lake: Path) -> pl.DataFrame:
     import polars as pl
 
     schema = _schema()
-    files = sorted(runs_dir(lake).glob("*/*.json"))
+    from lakehouse import storage
+
+    files = storage.find(runs_dir(lake), "*/*.json")
     if not files:
         return pl.DataFrame(schema=schema)
-    rows = [json.loads(f.read_text()) for f in files]
+    rows = [storage.read_json(f, {}) for f in files]
     return (pl.DataFrame(rows, schema={k: pl.String if k in ("business_date", "start", "end") else v
                                        for k, v in schema.items()})
             .with_columns(pl.col("business_date").str.to_date(),

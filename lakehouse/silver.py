@@ -141,11 +141,11 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     part = {"ingest_date": run_date.isoformat()}
     btable = bronze_table(contract.source, entity)
     where = f"bronze.{btable} ingest_date={part['ingest_date']}"
-    path = storage.partition_dir(cfg.lake, "bronze", btable, part) / storage.DATA_FILE
-    if not path.exists():
-        raise QualityGateError(f"{where}: no bronze partition at {path}; run the extract first")
     # one ingest batch is bounded by a day's volume (or the initial load): safe to collect
-    raw = pl.read_parquet(path)
+    raw = storage.read(cfg.lake, "bronze", btable, part)
+    if raw is None:
+        raise QualityGateError(f"{where}: no bronze partition at {storage.data_file(cfg.lake, 'bronze', btable, part)}"
+                               "; run the extract first")
     dataset = f"silver.{entity}"
     # a contract whose source is not configured (tests, rebuilds of retired sources) keeps the default
     policy = next((s.schema_drift for s in cfg.sources if s.name == contract.source), "fail")

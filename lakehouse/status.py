@@ -29,8 +29,7 @@ class TableStatus:
 
 
 def table_status(lake: Path, layer: str, table: str, now: float | None = None) -> TableStatus:
-    files = list(storage.table_dir(lake, layer, table).glob(f"**/{storage.DATA_FILE}"))
-    newest = max((f.stat().st_mtime for f in files), default=0.0)
+    newest = max(map(storage.modified_time, storage.data_files(lake, layer, table)), default=0.0)
     return TableStatus(layer, table, storage.row_count(lake, layer, table),
                        len(storage.partitions(lake, layer, table)), latest_date(lake, layer, table),
                        round(((now or time.time()) - newest) / 3600, 1))
@@ -40,7 +39,7 @@ def lake_status(cfg: DomainConfig) -> list[TableStatus]:
     now = time.time()
     return [table_status(cfg.lake, layer, t, now) for layer in ("bronze", "silver", "gold")
             for t in storage.tables(cfg.lake, layer)
-            if any(storage.table_dir(cfg.lake, layer, t).glob(f"**/{storage.DATA_FILE}"))]
+            if storage.data_files(cfg.lake, layer, t)]
 
 
 def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:

@@ -5,23 +5,32 @@ exactly one Parquet file, so publishing it is one atomic ``os.replace`` of a ful
 written, fsynced temporary file in the same directory (ADR 0001). Readers therefore
 see the old partition or the new one, never a partial, mixed or missing one, and no
 file of a replaced partition stays visible.
+
+The lake root may also be an object-store URI (``s3://``, ``gs://``, ``abfs://``; ADR 0013).
+There is no rename there, but a single-object PUT is atomic: a partition is written to a
+local temporary file and uploaded as one object, so readers still see the old object or
+the new one. Credentials and endpoints come from each cloud's standard environment
+variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), read by fsspec and Polars alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -31,6 +40,9 @@ LAYERS = ("bronze", "silver", "gold", "_state")
 VOLATILE_COLUMNS = frozenset({"_ingested_at", "_run_id"})
 _PART_VALUE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+Location = Path | str
+"""A place in the lake: a ``Path`` on local disk, a ``scheme://bucket/key`` string elsewhere."""
 
 
 class StorageError(RuntimeError):
@@ -49,18 +61,132 @@ def _check_part_value(key: str, value: str) -> str:
     return value
 
 
-def table_dir(lake: Path, layer: str, table: str) -> Path:
-    """Directory of a table; names are validated so config can't escape the lake."""
+# --------------------------------------------------------------------------- local or object store
+def is_remote(where: Location) -> bool:
+    """True for an object-store URI (``s3://``, ``gs://``, ``abfs://``, ...), False for a local path."""
+    return not isinstance(where, Path) and "://" in where and not where.startswith("file://")
+
+
+@functools.cache
+def _filesystem(protocol: str) -> fsspec.AbstractFileSystem:
+    # listings are not cached: a partition published by another process must be seen at once
+    return fsspec.filesystem(protocol, use_listings_cache=False)
+
+
+def filesystem(where: Location) -> fsspec.AbstractFileSystem:
+    """The fsspec filesystem of an object-store location (credentials from the environment)."""
+    return _filesystem(str(where).split("://", 1)[0])
+
+
+def join(base: Location, *parts: str) -> Location:
+    """``base / part / ...`` for a local path or an object-store URI."""
+    if is_remote(base):
+        return "/".join([str(base).rstrip("/"), *parts])
+    return Path(str(base).removeprefix("file://")).joinpath(*parts)
+
+
+def _uri(where: Location, key: str) -> str:
+    """fsspec returns keys without the scheme; put it back so Polars and DuckDB read the same object."""
+    return f"{str(where).split('://', 1)[0]}://{key}"
+
+
+def path_exists(where: Location) -> bool:
+    return filesystem(where).exists(where) if is_remote(where) else Path(where).exists()
+
+
+def find(where: Location, pattern: str) -> list[Location]:
+    """Files under ``where`` matching a glob ``pattern`` (e.g. ``**/data.parquet``), sorted."""
+    if is_remote(where):
+        return sorted(_uri(where, k) for k in filesystem(where).glob(f"{str(where).rstrip('/')}/{pattern}"))
+    return sorted(Path(where).glob(pattern))
+
+
+def layer_root(lake: Location, layer: str) -> Location:
+    """Where a layer lives: ``<lake>/<layer>``, or one bucket per layer.
+
+    A lake root holding ``{layer}`` (``s3://acme-lake-{layer}/``, as the Terraform modules
+    provision it: one bucket per layer with its own lifecycle and access rules) names each
+    layer's bucket; state then lives in the gold bucket under ``_state/``.
+    """
     if layer not in LAYERS:
         raise StorageError(f"unknown layer {layer!r}; expected one of {LAYERS}")
-    return Path(lake) / layer / _check_name("table", table)
+    if "{layer}" not in str(lake):
+        return join(lake, layer)
+    if layer == "_state":
+        return join(str(lake).replace("{layer}", "gold"), "_state")
+    root = str(lake).replace("{layer}", layer)
+    return root.rstrip("/") if is_remote(root) else Path(root)
 
 
-def partition_dir(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> Path:
-    path = table_dir(lake, layer, table)
-    for key, value in (partition or {}).items():
-        path = path / f"{_check_name('partition key', key)}={_check_part_value(key, str(value))}"
-    return path
+def lake_path(lake: Location, *parts: str) -> Location:
+    """A path relative to the lake root (model artifacts); in the gold bucket for per-layer lakes."""
+    return join(str(lake).replace("{layer}", "gold") if "{layer}" in str(lake) else lake, *parts)
+
+
+def table_dir(lake: Location, layer: str, table: str) -> Location:
+    """Directory of a table; names are validated so config can't escape the lake."""
+    return join(layer_root(lake, layer), _check_name("table", table))
+
+
+def partition_dir(lake: Location, layer: str, table: str,
+                  partition: Mapping[str, str] | None = None) -> Location:
+    parts = [f"{_check_name('partition key', k)}={_check_part_value(k, str(v))}"
+             for k, v in (partition or {}).items()]
+    return join(table_dir(lake, layer, table), *parts)
+
+
+def data_file(lake: Location, layer: str, table: str, partition: Mapping[str, str] | None = None) -> Location:
+    """The one file holding a partition (or an unpartitioned table)."""
+    return join(partition_dir(lake, layer, table, partition), DATA_FILE)
+
+
+def data_files(lake: Location, layer: str, table: str) -> list[Location]:
+    """Every published data file of a table, sorted (hidden temp and retired files excluded)."""
+    return find(table_dir(lake, layer, table), f"**/{DATA_FILE}")
+
+
+def table_glob(lake: Location, layer: str, table: str) -> str:
+    """The glob that names every partition of a table, for ``read_parquet`` in Polars or DuckDB."""
+    return str(join(table_dir(lake, layer, table), "**", DATA_FILE))
+
+
+def read(lake: Location, layer: str, table: str,
+         partition: Mapping[str, str] | None = None) -> pl.DataFrame | None:
+    """One partition in memory (a batch-sized file), or None when it was never published."""
+    path = data_file(lake, layer, table, partition)
+    return pl.read_parquet(path) if path_exists(path) else None
+
+
+def file_schema(path: Location) -> pl.Schema:
+    """Columns of one Parquet file, read from its footer."""
+    return pl.scan_parquet(path).collect_schema()
+
+
+def file_rows(path: Location) -> int:
+    """Rows of one Parquet file, from its footer."""
+    return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+
+def modified_time(path: Location) -> float:
+    """Unix time a file was last written."""
+    if is_remote(path):
+        info = filesystem(path).info(str(path))
+        modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
+        return modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+    return Path(path).stat().st_mtime
+
+
+def get_file(path: Location, local: Path) -> Path:
+    """A local copy of ``path`` (the path itself when it is local)."""
+    if not is_remote(path):
+        return Path(path)
+    filesystem(path).get_file(str(path), str(local))
+    return local
+
+
+def state_dir(lake: Location) -> Location:
+    """Where small state documents live (watermarks, registries, run history): ``<lake>/_state``."""
+    return layer_root(lake, "_state")
 
 
 def _fsync_path(path: Path) -> None:
@@ -72,8 +198,20 @@ def _fsync_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_file(target_dir: Path) -> Iterator[Path]:
-    """Yield a hidden temp path in ``target_dir``; on success fsync it and rename it in."""
+def _atomic_file(target_dir: Location) -> Iterator[Path]:
+    """Yield a temp path; on success it becomes ``target_dir/data.parquet`` in one atomic step.
+
+    Local: a hidden temp file in ``target_dir``, fsynced and renamed in. Object store: a
+    local temp file uploaded as one object (a single PUT, or a multipart upload that S3,
+    GCS and Azure make visible only when it completes), so there is no partial object.
+    """
+    if is_remote(target_dir):
+        with tempfile.TemporaryDirectory(prefix="lakehouse-put-") as tmp_dir:
+            tmp = Path(tmp_dir) / DATA_FILE
+            yield tmp
+            put_file(tmp, join(target_dir, DATA_FILE))
+        return
+    target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     for stale in target_dir.glob(f".{DATA_FILE}.*.tmp"):
         stale.unlink(missing_ok=True)
@@ -87,13 +225,30 @@ def _atomic_file(target_dir: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def put_file(local: Path, target: Location) -> None:
+    """Make a fully written local file the content of ``target`` in one atomic step."""
+    if is_remote(target):
+        filesystem(target).put_file(str(local), str(target))
+        return
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(local).st_dev != os.stat(target.parent).st_dev:
+        # a rename can't cross file systems: copy next to the target first, then rename
+        copy = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(local, copy)
+        local = copy
+    _fsync_path(local)
+    os.replace(local, target)
+    _fsync_path(target.parent)
+
+
 def publish(
     frame: pl.LazyFrame | pl.DataFrame,
-    lake: Path,
+    lake: Location,
     layer: str,
     table: str,
     partition: Mapping[str, str] | None = None,
-) -> Path:
+) -> Location:
     """Write ``frame`` as the (whole) content of one partition, atomically.
 
     LazyFrames are streamed with ``sink_parquet`` so memory stays bounded. The
@@ -106,12 +261,12 @@ def publish(
             frame.sink_parquet(tmp, compression="zstd", statistics=True)
         else:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-    return target_dir / DATA_FILE
+    return join(target_dir, DATA_FILE)
 
 
 def publish_batches(
     batches: Iterable[pl.DataFrame],
-    lake: Path,
+    lake: Location,
     layer: str,
     table: str,
     partition: Mapping[str, str] | None = None,
@@ -143,48 +298,51 @@ def publish_batches(
     return rows
 
 
-def publish_partitioned(frame: pl.LazyFrame, lake: Path, layer: str, table: str, by: str) -> dict[str, int]:
+def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str) -> dict[str, int]:
     """Publish ``frame`` as the whole table, one partition per value of ``by``, rewriting only what changed.
 
     The frame is streamed into a staging area (one file per partition), then each
     partition whose bytes differ from the published one is swapped in with the usual
-    atomic rename; identical partitions are left untouched (same file, same inode),
-    and published partitions the frame no longer has are retired (see ``retire``).
-    Each partition is atomic; a reader querying during the swap may see some
-    partitions of the new state next to others of the old one, as with any
-    Hive-partitioned table. Returns counts of ``written``, ``unchanged`` and ``retired``.
+    atomic rename (or single-object upload); identical partitions are left untouched
+    (same file, same inode or object version), and published partitions the frame no
+    longer has are retired (see ``retire``). Each partition is atomic; a reader querying
+    during the swap may see some partitions of the new state next to others of the old
+    one, as with any Hive-partitioned table. Returns counts of ``written``, ``unchanged``
+    and ``retired``.
     """
     _check_name("partition key", by)
-    staging = Path(lake) / "_state" / "_staging" / uuid.uuid4().hex
+    # same file system as the table locally, so the swap is a rename; any local disk otherwise
+    staging = (Path(tempfile.gettempdir()) / "lakehouse-staging" if is_remote(lake)
+               else Path(state_dir(lake)) / "_staging") / uuid.uuid4().hex
     try:
         frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=False), mkdir=True,
                            compression="zstd", statistics=True)
         staged = {d.name.split("=", 1)[1]: next(d.glob("*.parquet")) for d in staging.glob(f"{by}=*")}
         counts = {"written": 0, "unchanged": 0, "retired": 0}
         for value, new in sorted(staged.items()):
-            target_dir = partition_dir(lake, layer, table, {by: value})
-            old = target_dir / DATA_FILE
-            if old.exists() and _same_bytes(old, new):
+            old = data_file(lake, layer, table, {by: value})
+            if path_exists(old) and _same_bytes(old, new):
                 counts["unchanged"] += 1
                 continue
-            target_dir.mkdir(parents=True, exist_ok=True)
-            _fsync_path(new)
-            os.replace(new, old)
-            _fsync_path(target_dir)
+            put_file(new, old)
             counts["written"] += 1
         for part in partitions(lake, layer, table):
             if part.get(by) not in staged:
-                retire(partition_dir(lake, layer, table, part) / DATA_FILE)
+                retire(data_file(lake, layer, table, part))
                 counts["retired"] += 1
         return counts
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
+def _same_bytes(published: Location, new: Path) -> bool:
+    if is_remote(published):
+        fs = filesystem(published)
+        return fs.size(published) == new.stat().st_size and \
+            hashlib.sha256(fs.cat_file(published)).hexdigest() == file_digest(new)
+    if Path(published).stat().st_size != new.stat().st_size:
         return False
-    return file_digest(a) == file_digest(b)
+    return file_digest(Path(published)) == file_digest(new)
 
 
 def file_digest(path: Path) -> str:
@@ -199,64 +357,91 @@ def file_digest(path: Path) -> str:
 RETIRED = ".retired-"
 
 
-def retire(path: Path) -> Path:
+def retire(path: Location) -> Location:
     """Take a published file out of its table without breaking readers that have it open.
 
     The file is renamed to a hidden ``.retired-<unix time>-<name>`` next to it: globbing
     readers stop seeing it at once, a query that already opened it keeps reading it
     (POSIX keeps the inode alive), and ``vacuum`` deletes it after the grace period.
+    On an object store the object is copied to the hidden name, then deleted (a GET in
+    flight completes; bucket versioning keeps the bytes as well).
     """
+    name = f"{RETIRED}{int(time.time())}-{uuid.uuid4().hex[:8]}-{DATA_FILE}"
+    if is_remote(path):
+        target = str(path).rsplit("/", 1)[0] + "/" + name
+        fs = filesystem(path)
+        fs.copy(str(path), target)
+        fs.rm_file(str(path))
+        return target
     path = Path(path)
-    target = path.with_name(f"{RETIRED}{int(time.time())}-{uuid.uuid4().hex[:8]}-{path.name}")
+    target = path.with_name(name)
     os.replace(path, target)
     _fsync_path(path.parent)
     return target
 
 
-def vacuum(lake: Path, grace_hours: float) -> list[Path]:
+def vacuum(lake: Location, grace_hours: float) -> list[Location]:
     """Delete retired files and leftovers of killed writers older than ``grace_hours``.
 
     The grace period must exceed the longest query, as with Delta Lake's VACUUM: a
     file younger than it may still be read and is kept.
     """
     cutoff = time.time() - grace_hours * 3600
-    removed = []
+    removed: list[Location] = []
     for layer in ("bronze", "silver", "gold"):
-        base = Path(lake) / layer
-        if not base.exists():
-            continue
-        for path in base.rglob(".*"):
-            if not path.is_file() or path.stat().st_mtime > cutoff:
+        for path, mtime in _hidden_files(layer_root(lake, layer)):
+            name = str(path).rsplit("/", 1)[-1]
+            if mtime > cutoff:
                 continue
-            if path.name.startswith(RETIRED):
-                stamp = int(path.name[len(RETIRED):].split("-", 1)[0])
-                if stamp > cutoff:
+            if name.startswith(RETIRED):
+                if int(name[len(RETIRED):].split("-", 1)[0]) > cutoff:
                     continue
-            elif not path.name.endswith(".tmp"):
+            elif not name.endswith(".tmp"):
                 continue
-            path.unlink(missing_ok=True)
+            if is_remote(path):
+                filesystem(path).rm_file(str(path))
+            else:
+                Path(path).unlink(missing_ok=True)
             removed.append(path)
-    for directory in sorted({p.parent for p in removed}, reverse=True):
+    for directory in sorted({p.parent for p in removed if isinstance(p, Path)}, reverse=True):
         with contextlib.suppress(OSError):
             directory.rmdir()  # a partition folder left empty by retention
     return removed
 
 
-def exists(lake: Path, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
-    return (partition_dir(lake, layer, table, partition) / DATA_FILE).exists()
+def _hidden_files(base: Location) -> Iterator[tuple[Location, float]]:
+    """(path, modification time) of every hidden file under ``base``."""
+    if is_remote(base):
+        fs = filesystem(base)
+        if not fs.exists(base):
+            return
+        for key, info in fs.find(base, detail=True).items():
+            if key.rsplit("/", 1)[-1].startswith("."):
+                modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
+                yield _uri(base, key), modified.timestamp() if hasattr(modified, "timestamp") else 0.0
+        return
+    base = Path(base)
+    if base.exists():
+        for path in base.rglob(".*"):
+            if path.is_file():
+                yield path, path.stat().st_mtime
 
 
-def partitions(lake: Path, layer: str, table: str) -> list[dict[str, str]]:
+def exists(lake: Location, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
+    return path_exists(data_file(lake, layer, table, partition))
+
+
+def partitions(lake: Location, layer: str, table: str) -> list[dict[str, str]]:
     """Published partitions of a table, sorted, as ``{key: value}`` dicts."""
-    root = table_dir(lake, layer, table)
+    root = str(table_dir(lake, layer, table)).rstrip("/")
     found = []
-    for data in sorted(root.glob(f"**/{DATA_FILE}")):
-        parts = data.parent.relative_to(root).parts
+    for data in data_files(lake, layer, table):
+        parts = str(data)[len(root) + 1:].split("/")[:-1]
         found.append(dict(p.split("=", 1) for p in parts))
     return found
 
 
-def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False,
+def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
          union_schema: bool = False) -> pl.LazyFrame | None:
     """Lazily scan every published partition of a table (hive columns included).
 
@@ -264,33 +449,32 @@ def scan(lake: Path, layer: str, table: str, *, missing_ok: bool = False,
     the first partition; ``union_schema`` reads every partition's footer and takes the
     union, for tables whose later partitions may add columns (schema evolution).
     """
-    root = table_dir(lake, layer, table)
-    files = sorted(root.glob(f"**/{DATA_FILE}")) if union_schema else None
-    if not (files if union_schema else any(root.glob(f"**/{DATA_FILE}"))):
+    files = data_files(lake, layer, table)
+    if not files:
         if missing_ok:
             return None
-        raise StorageError(f"table {layer}.{table} has no published data under {root}")
+        raise StorageError(f"table {layer}.{table} has no published data under {table_dir(lake, layer, table)}")
     schema = None
-    if files:
-        hive = {part.split("=", 1)[0] for f in files[:1] for part in f.relative_to(root).parts[:-1]}
+    if union_schema:
+        hive = set(partitions(lake, layer, table)[0])
         schema = {}
         for f in files:
-            for name, dtype in pl.read_parquet_schema(f).items():
+            for name, dtype in file_schema(f).items():
                 if name not in hive:
                     schema.setdefault(name, dtype)
     return pl.scan_parquet(
-        str(root / "**" / DATA_FILE), hive_partitioning=True, hidden_file_prefix=".",
+        table_glob(lake, layer, table), hive_partitioning=True, hidden_file_prefix=".",
         missing_columns="insert", extra_columns="ignore", schema=schema,
     )
 
 
-def row_count(lake: Path, layer: str, table: str) -> int:
+def row_count(lake: Location, layer: str, table: str) -> int:
     """Rows in a published table, read from Parquet metadata (no data is scanned)."""
     lf = scan(lake, layer, table, missing_ok=True)
     return 0 if lf is None else lf.select(pl.len()).collect().item()
 
 
-def content_hash(lake: Path, layer: str, table: str, *, ignore: Iterable[str] = ()) -> str:
+def content_hash(lake: Location, layer: str, table: str, *, ignore: Iterable[str] = ()) -> str:
     """Order-independent hash of a table's rows, ignoring wall-clock lineage columns.
 
     Two runs that produce the same rows (in any order, in any file layout) hash equal.
@@ -310,13 +494,22 @@ def frame_hash(lf: pl.LazyFrame, *, ignore: Iterable[str] = ()) -> str:
     return digest.hexdigest()
 
 
-def tables(lake: Path, layer: str) -> list[str]:
-    """Names of the tables (folders) of a layer, sorted."""
-    base = Path(lake) / layer
-    return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+def tables(lake: Location, layer: str) -> list[str]:
+    """Names of the tables (folders) of a layer, sorted; ``_state`` and ``_models`` are not tables."""
+    base = layer_root(lake, layer)
+    if is_remote(base):
+        fs = filesystem(base)
+        if not fs.exists(base):
+            return []
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(base, detail=True)
+                 if e["type"] == "directory"]
+    else:
+        base = Path(base)
+        names = [p.name for p in base.iterdir() if p.is_dir()] if base.exists() else []
+    return sorted(n for n in names if not n.startswith("_"))
 
 
-def layer_hashes(lake: Path, *, ignore: Iterable[str] = ()) -> dict[str, str]:
+def layer_hashes(lake: Location, *, ignore: Iterable[str] = ()) -> dict[str, str]:
     """``{"layer.table": hash}`` for every table in bronze, silver and gold."""
     return {f"{layer}.{t}": content_hash(lake, layer, t, ignore=ignore)
             for layer in ("bronze", "silver", "gold") for t in tables(lake, layer)}
@@ -324,9 +517,21 @@ def layer_hashes(lake: Path, *, ignore: Iterable[str] = ()) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- small state files
 @contextlib.contextmanager
-def locked(lake: Path, name: str) -> Iterator[None]:
-    """Exclusive inter-process lock for read-modify-write of shared state."""
-    lock_dir = Path(lake) / "_state" / "_locks"
+def locked(lake: Location, name: str) -> Iterator[None]:
+    """Exclusive inter-process lock for read-modify-write of shared state.
+
+    A local lake locks a file inside it, so every process sharing the lake's disk
+    takes turns. Object stores have no locks: an object-store lake locks files in
+    ``LAKEHOUSE_LOCK_DIR``, a directory every worker must share (a volume in compose),
+    else on this machine's disk, which serializes one machine's processes only (ADR 0013).
+    """
+    key = hashlib.sha256(str(lake).encode()).hexdigest()[:16]
+    if os.environ.get("LAKEHOUSE_LOCK_DIR"):
+        lock_dir = Path(os.environ["LAKEHOUSE_LOCK_DIR"]) / key
+    elif is_remote(lake):
+        lock_dir = Path(tempfile.gettempdir()) / "lakehouse-locks" / key
+    else:
+        lock_dir = Path(state_dir(lake)) / "_locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{_check_name('lock', name)}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -336,20 +541,26 @@ def locked(lake: Path, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_json(path: Path, default: Any) -> Any:
+def read_json(path: Location, default: Any) -> Any:
     try:
+        if is_remote(path):
+            return json.loads(filesystem(path).cat_file(str(path)))
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return default
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Atomically replace a small JSON document (temp file, fsync, rename)."""
+def write_json(path: Location, value: Any) -> None:
+    """Atomically replace a small JSON document (temp file, fsync, rename; one PUT remotely)."""
+    text = json.dumps(value, indent=1, sort_keys=True, default=str)
+    if is_remote(path):
+        filesystem(path).pipe_file(str(path), text.encode())
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(value, fh, indent=1, sort_keys=True, default=str)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

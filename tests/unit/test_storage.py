@@ -98,3 +98,41 @@ def test_vacuum_removes_abandoned_temp_files_only_after_grace(tmp_path):
     os.utime(tmp, (old, old))
     assert storage.vacuum(tmp_path, grace_hours=1) == [tmp]
     assert storage.exists(tmp_path, "silver", "t")
+
+
+def test_a_lake_root_with_layer_names_one_bucket_or_folder_per_layer(tmp_path):
+    lake = "s3://acme-{layer}/retail"
+    assert storage.table_dir(lake, "bronze", "erp__orders") == "s3://acme-bronze/retail/erp__orders"
+    assert storage.data_file(lake, "gold", "fct_x", {"d": "2026-01-01"}) == \
+        "s3://acme-gold/retail/fct_x/d=2026-01-01/data.parquet"
+    assert storage.state_dir(lake) == "s3://acme-gold/retail/_state"
+    assert storage.table_dir("s3://acme/lake/", "silver", "t") == "s3://acme/lake/silver/t"
+    assert storage.is_remote("gs://b/x") and storage.is_remote("abfs://c@acct.dfs.core.windows.net/x")
+    assert not storage.is_remote(tmp_path) and not storage.is_remote(str(tmp_path))
+    # the same template works on local disk: every layer is its own folder
+    local = f"{tmp_path}/lake-{{layer}}"
+    storage.publish(pl.DataFrame({"v": [1]}), local, "silver", "t")
+    assert (tmp_path / "lake-silver" / "t" / storage.DATA_FILE).exists()
+    assert storage.tables(local, "silver") == ["t"] and storage.row_count(local, "silver", "t") == 1
+
+
+def test_a_file_from_another_file_system_is_copied_in_then_renamed(tmp_path, monkeypatch):
+    import os
+
+    src = tmp_path / "elsewhere.parquet"
+    pl.DataFrame({"v": [1, 2]}).write_parquet(src)
+    real_stat = os.stat
+    # pretend the source sits on another device: a bare rename would raise EXDEV there
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: os.stat_result(
+        (*real_stat(p, *a, **k)[:2], 4242, *real_stat(p, *a, **k)[3:])) if str(p) == str(src) else real_stat(p, *a, **k))
+    target = storage.data_file(tmp_path / "lake", "gold", "t")
+    storage.put_file(src, target)
+    monkeypatch.undo()
+    assert pl.read_parquet(target)["v"].to_list() == [1, 2]
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_locks_live_where_every_worker_sees_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAKEHOUSE_LOCK_DIR", str(tmp_path / "shared-locks"))
+    with storage.locked("s3://acme/lake", "gold"):
+        assert list((tmp_path / "shared-locks").glob("*/gold.lock"))
