@@ -34,7 +34,7 @@ demo: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 # Seed scale (10,247 SKUs x 12 warehouses); BENCH_ARGS="--skus 1000 --warehouses 4" for a quick look
 bench: setup

@@ -63,7 +63,7 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
                 for table in storage.tables(cfg.lake, layer):
                     if storage.data_files(cfg.lake, layer, table):
-                        _create_view(con, layer, table, storage.table_glob(cfg.lake, layer, table),
+                        _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
                                      comments.get(f"{layer}.{table}"))
             _create_reporting_views(con, cfg)
         finally:
@@ -83,10 +83,10 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
 DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_pointer")}
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, glob: str,
+def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, source: str,
                  comment: tuple[str, dict[str, str]] | None) -> None:
     name = f"{layer}.{_quote_ident(table)}"
-    scan = f"read_parquet({_quote_str(glob)}, hive_partitioning = true, union_by_name = true)"
+    scan = f"read_parquet({source}, hive_partitioning = true, union_by_name = true)"
     if f"{layer}.{table}" in DEDUPED:
         keys, order = DEDUPED[f"{layer}.{table}"]
         con.execute(f"CREATE OR REPLACE VIEW {layer}.{_quote_ident(table + '_log')} AS SELECT * FROM {scan}")
@@ -120,7 +120,7 @@ def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -
 def refresh_catalog(cfg: DomainConfig) -> Path:
     """Rebuild the catalog only if a table has no view yet (new partitions show up by themselves)."""
     target = Path(cfg.catalog_path)
-    if target.exists():
+    if target.exists() and not storage.is_remote(cfg.lake):  # remote views name objects: always rebuild
         with duckdb.connect(str(target), read_only=True) as con:
             views = {f"{s}.{v}" for s, v in con.execute(
                 "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}

@@ -7,10 +7,14 @@ see the old partition or the new one, never a partial, mixed or missing one, and
 file of a replaced partition stays visible.
 
 The lake root may also be an object-store URI (``s3://``, ``gs://``, ``abfs://``; ADR 0013).
-There is no rename there, but a single-object PUT is atomic: a partition is written to a
-local temporary file and uploaded as one object, so readers still see the old object or
-the new one. Credentials and endpoints come from each cloud's standard environment
-variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), read by fsspec and Polars alike.
+There is no rename there, and overwriting one key is not enough: readers fetch a Parquet
+file in several ranged GETs, and a replacement between two of them mixes versions (the
+object-store test caught exactly that). So objects are immutable: each publish uploads a
+new ``data-<time_ns>-<random>.parquet`` in one PUT (multipart uploads appear only when
+complete), the newest file of a partition is its content, and readers resolve that file
+once and keep reading it; superseded files are deleted by ``vacuum`` after the grace
+period. Credentials and endpoints come from each cloud's standard environment variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...), read by fsspec and Polars alike.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -135,19 +140,58 @@ def partition_dir(lake: Location, layer: str, table: str,
     return join(table_dir(lake, layer, table), *parts)
 
 
+_OBJECT = re.compile(r"^data-\d{20}-[0-9a-f]{8}\.parquet$")
+
+
+def _new_object(target_dir: str) -> str:
+    """A fresh immutable object name; names sort in publish order (a lock orders writers)."""
+    return f"{target_dir}/data-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def _objects(base: str) -> dict[str, list[str]]:
+    """``{partition dir: [data objects, oldest first]}`` under ``base`` (remote lakes)."""
+    fs = filesystem(base)
+    found: dict[str, list[str]] = {}
+    for key in fs.glob(f"{base.rstrip('/')}/**/data-*.parquet"):
+        parent, name = key.rsplit("/", 1)
+        if _OBJECT.match(name):
+            found.setdefault(_uri(base, parent), []).append(name)
+    return {d: sorted(names) for d, names in found.items()}
+
+
 def data_file(lake: Location, layer: str, table: str, partition: Mapping[str, str] | None = None) -> Location:
-    """The one file holding a partition (or an unpartitioned table)."""
-    return join(partition_dir(lake, layer, table, partition), DATA_FILE)
+    """The one file holding a partition (or an unpartitioned table): on an object store,
+    its newest object (``<dir>/data.parquet``, which does not exist, when there is none)."""
+    target_dir = partition_dir(lake, layer, table, partition)
+    if is_remote(target_dir):
+        fs = filesystem(target_dir)
+        names = sorted(k.rsplit("/", 1)[1] for k in fs.glob(f"{target_dir}/data-*.parquet")) \
+            if fs.exists(target_dir) else []
+        names = [n for n in names if _OBJECT.match(n)]
+        if names:
+            return f"{target_dir}/{names[-1]}"
+    return join(target_dir, DATA_FILE)
 
 
 def data_files(lake: Location, layer: str, table: str) -> list[Location]:
-    """Every published data file of a table, sorted (hidden temp and retired files excluded)."""
-    return find(table_dir(lake, layer, table), f"**/{DATA_FILE}")
+    """The current data file of every partition of a table, sorted (hidden temp, retired
+    and superseded files excluded)."""
+    root = table_dir(lake, layer, table)
+    if is_remote(root):
+        if not filesystem(root).exists(root):
+            return []
+        return sorted(f"{d}/{names[-1]}" for d, names in _objects(str(root)).items())
+    return find(root, f"**/{DATA_FILE}")
 
 
-def table_glob(lake: Location, layer: str, table: str) -> str:
-    """The glob that names every partition of a table, for ``read_parquet`` in Polars or DuckDB."""
-    return str(join(table_dir(lake, layer, table), "**", DATA_FILE))
+def table_source(lake: Location, layer: str, table: str) -> str:
+    """What ``read_parquet`` (DuckDB) should read for a table: the glob of its partitions on
+    disk; the list of current objects on an object store (a snapshot: a catalog built from
+    it keeps reading those objects until it is rebuilt, and vacuum's grace outlives that)."""
+    if is_remote(lake):
+        return "[" + ", ".join("'" + str(f).replace("'", "''") + "'"
+                               for f in data_files(lake, layer, table)) + "]"
+    return "'" + str(join(table_dir(lake, layer, table), "**", DATA_FILE)).replace("'", "''") + "'"
 
 
 def read(lake: Location, layer: str, table: str,
@@ -209,7 +253,7 @@ def _atomic_file(target_dir: Location) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="lakehouse-put-") as tmp_dir:
             tmp = Path(tmp_dir) / DATA_FILE
             yield tmp
-            put_file(tmp, join(target_dir, DATA_FILE))
+            put_file(tmp, _new_object(str(target_dir)))
         return
     target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +305,7 @@ def publish(
             frame.sink_parquet(tmp, compression="zstd", statistics=True)
         else:
             frame.write_parquet(tmp, compression="zstd", statistics=True)
-    return join(target_dir, DATA_FILE)
+    return data_file(lake, layer, table, partition)
 
 
 def publish_batches(
@@ -324,7 +368,8 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
             if path_exists(old) and _same_bytes(old, new):
                 counts["unchanged"] += 1
                 continue
-            put_file(new, old)
+            put_file(new, _new_object(str(partition_dir(lake, layer, table, {by: value})))
+                     if is_remote(lake) else old)
             counts["written"] += 1
         for part in partitions(lake, layer, table):
             if part.get(by) not in staged:
@@ -368,10 +413,12 @@ def retire(path: Location) -> Location:
     """
     name = f"{RETIRED}{int(time.time())}-{uuid.uuid4().hex[:8]}-{DATA_FILE}"
     if is_remote(path):
-        target = str(path).rsplit("/", 1)[0] + "/" + name
+        parent = str(path).rsplit("/", 1)[0]
+        target = f"{parent}/{name}"
         fs = filesystem(path)
         fs.copy(str(path), target)
-        fs.rm_file(str(path))
+        for key in fs.glob(f"{parent}/data-*.parquet"):
+            fs.rm_file(key)
         return target
     path = Path(path)
     target = path.with_name(name)
@@ -403,9 +450,25 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
             else:
                 Path(path).unlink(missing_ok=True)
             removed.append(path)
+        if is_remote(lake):
+            removed += _vacuum_superseded(layer_root(lake, layer), cutoff)
     for directory in sorted({p.parent for p in removed if isinstance(p, Path)}, reverse=True):
         with contextlib.suppress(OSError):
             directory.rmdir()  # a partition folder left empty by retention
+    return removed
+
+
+def _vacuum_superseded(base: Location, cutoff: float) -> list[Location]:
+    """Delete objects superseded (by a newer object of their partition) before ``cutoff``."""
+    fs = filesystem(base)
+    if not fs.exists(base):
+        return []
+    removed: list[Location] = []
+    for directory, names in _objects(str(base)).items():
+        for old, newer in itertools.pairwise(names):
+            if modified_time(f"{directory}/{newer}") <= cutoff:
+                fs.rm_file(f"{directory}/{old}")
+                removed.append(f"{directory}/{old}")
     return removed
 
 
@@ -462,8 +525,9 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
             for name, dtype in file_schema(f).items():
                 if name not in hive:
                     schema.setdefault(name, dtype)
+    source = files if is_remote(lake) else str(join(table_dir(lake, layer, table), "**", DATA_FILE))
     return pl.scan_parquet(
-        table_glob(lake, layer, table), hive_partitioning=True, hidden_file_prefix=".",
+        source, hive_partitioning=True, hidden_file_prefix=".",
         missing_columns="insert", extra_columns="ignore", schema=schema,
     )
 

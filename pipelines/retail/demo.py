@@ -55,10 +55,10 @@ def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[s
 
 
 def summary(home: Path) -> str:
-    import duckdb
+    from lakehouse.catalog import connect_read_only
 
     cfg = load_domain(CONFIG_DIR)
-    con = duckdb.connect(cfg.catalog_path, read_only=True)
+    con = connect_read_only(cfg)  # registers an object-store lake (ADR 0013)
     q = con.execute
     layers = q("""SELECT schema_name, count(*) FROM duckdb_views() WHERE NOT internal
                   GROUP BY 1 ORDER BY 1""").fetchall()

@@ -58,7 +58,14 @@ def test_airflow_runs_on_celery_with_postgres_redis_and_two_named_workers(compos
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == compose["_secrets"]["AIRFLOW_JWT_SECRET"]  # one for all
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         sources = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in services[name]["volumes"]}
-        assert "lake" in sources  # every component sees the same lake
+        assert "lake" in sources  # every component sees the same catalog, landing and locks
+        # the lake is MinIO's per-layer buckets (ADR 0013), the buckets minio-init creates
+        assert env["LAKEHOUSE_LAKE"] == "s3://lakehouse-{layer}/retail"
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["LAKEHOUSE_LOCK_DIR"].startswith("/opt/lakehouse/data/")
+        assert services[name]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    init = " ".join(services["minio-init"]["command"])
+    assert "for b in bronze silver gold; do mc mb --ignore-existing lake/lakehouse-$$b" in init
     hostnames = {services[w]["command"][services[w]["command"].index("--celery-hostname") + 1]
                  for w in ("airflow-worker-1", "airflow-worker-2")}
     assert len(hostnames) == 2

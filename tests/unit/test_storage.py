@@ -103,8 +103,8 @@ def test_vacuum_removes_abandoned_temp_files_only_after_grace(tmp_path):
 def test_a_lake_root_with_layer_names_one_bucket_or_folder_per_layer(tmp_path):
     lake = "s3://acme-{layer}/retail"
     assert storage.table_dir(lake, "bronze", "erp__orders") == "s3://acme-bronze/retail/erp__orders"
-    assert storage.data_file(lake, "gold", "fct_x", {"d": "2026-01-01"}) == \
-        "s3://acme-gold/retail/fct_x/d=2026-01-01/data.parquet"
+    assert storage.partition_dir(lake, "gold", "fct_x", {"d": "2026-01-01"}) == \
+        "s3://acme-gold/retail/fct_x/d=2026-01-01"
     assert storage.state_dir(lake) == "s3://acme-gold/retail/_state"
     assert storage.table_dir("s3://acme/lake/", "silver", "t") == "s3://acme/lake/silver/t"
     assert storage.is_remote("gs://b/x") and storage.is_remote("abfs://c@acct.dfs.core.windows.net/x")

@@ -172,7 +172,7 @@ resource "helm_release" "airflow" {
       labels = { "azure.workload.identity/use" = "true" }
     }
     env = [
-      { name = "LAKEHOUSE_LAKE_URI_TEMPLATE", value = "abfs://{layer}@${module.lake.storage_account}.dfs.core.windows.net/" },
+      { name = "LAKEHOUSE_LAKE", value = "abfs://{layer}@${module.lake.storage_account}.dfs.core.windows.net/" },
       { name = "AIRFLOW__SECRETS__BACKEND", value = "airflow.providers.microsoft.azure.secrets.key_vault.AzureKeyVaultBackend" },
     ]
   })]

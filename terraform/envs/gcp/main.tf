@@ -50,7 +50,7 @@ resource "google_composer_environment" "airflow" {
       }
       env_variables = {
         # one bucket per layer; the object-storage lake reads the layer into the template
-        LAKEHOUSE_LAKE_URI_TEMPLATE = "gs://${var.prefix}-${var.environment}-{layer}/"
+        LAKEHOUSE_LAKE = "gs://${var.prefix}-${var.environment}-{layer}/"
       }
     }
 
