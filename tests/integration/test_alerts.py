@@ -153,3 +153,37 @@ def test_chat_post_message_with_a_bot_token(slack, monkeypatch):
     monkeypatch.setenv("SLACK_API_URL", f"{slack.url}/api/")
     assert alerts.send("via the Web API")
     assert slack.messages[-1]["channel"] == "#data-oncall" and slack.messages[-1]["text"] == "via the Web API"
+
+
+def test_a_statistical_anomaly_pages_once_never_blocks_and_recovers(tiny, slack):
+    """Tier 3 end to end: a gold table with 9 weeks of weekday-shaped sales, then one
+    warehouse at 3x: one Slack message naming the metric, the run goes on (nothing raises,
+    nothing is blocked), a rerun of the day says nothing new, a normal next day recovers."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from lakehouse import quality, storage
+    from lakehouse.config import MetricCheck, QualityConfig
+    from tests.unit.test_quality import MONDAY, _history
+
+    metric = MetricCheck(name="revenue", table="fct_sales", date_column="day", group_by=["wh"],
+                         column="amount")
+    cfg = tiny.cfg.model_copy(update={"quality": QualityConfig(metrics=[metric])})
+    spike_day, next_day = MONDAY, MONDAY + timedelta(days=1)
+    sales = pl.concat([_history(spike_day, {"A": 600.0}), _history(next_day, {}).filter(
+        pl.col("day") == next_day)]).rename({"value": "amount"})
+    storage.publish(sales, cfg.lake, "gold", "fct_sales")
+
+    result = quality.statistical_checks(cfg, spike_day, "run-1")
+    assert result["flagged"] == {"revenue": 1}
+    assert len(slack.messages) == 1 and "*revenue* looks unusual" in slack.texts()[0]
+    assert "Not blocking" in slack.texts()[0]
+    recorded = quality.history(cfg).filter(pl.col("tier") == 3).collect()
+    # recorded, never blocking: tier 3 has no gate, the call returned and no row says blocked
+    assert set(recorded["status"]) <= {"pass", "flagged"} and (recorded["status"] == "flagged").any()
+
+    quality.statistical_checks(cfg, spike_day, "run-2")  # a rerun keeps the verdict, says nothing
+    assert len(slack.messages) == 1
+    quality.statistical_checks(cfg, next_day, "run-3")
+    assert len(slack.messages) == 2 and "back to normal" in slack.texts()[1]
