@@ -4,6 +4,7 @@ gold, and every row is accounted for (bronze rows = staged + quarantined, per fi
 from __future__ import annotations
 
 import csv
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -133,3 +134,32 @@ def test_a_batch_outside_its_expected_row_count_blocks(day_one):
         pl.col("dataset") == "silver.orders", pl.col("business_date").cast(pl.String) == DAY.isoformat()
     ).collect().row(0, named=True)
     assert (row["check"], row["status"], row["tier"]) == ("row_count", "blocked", 1)
+
+
+def test_negative_quantities_and_out_of_range_prices_from_the_erp_are_quarantined(day_one):
+    """Row faults in the relational source: the rows go to quarantine naming the column and
+    the rule, the rest of the batch proceeds, gold holds nothing out of range."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(day_one.cfg.source("erp").url)
+    with engine.begin() as conn:
+        # two lines first seen today (one version each), so no earlier version sits in gold
+        fresh = [r[0] for r in conn.execute(sa.text(
+            "SELECT order_line_id FROM order_lines GROUP BY order_line_id HAVING count(*) = 1 "
+            "ORDER BY max(updated_at) DESC, order_line_id LIMIT 2"))]
+        conn.execute(sa.text("UPDATE order_lines SET quantity = -3 WHERE order_line_id = :i"), {"i": fresh[0]})
+        conn.execute(sa.text("UPDATE order_lines SET unit_price = 5e6 WHERE order_line_id = :i"), {"i": fresh[1]})
+    engine.dispose()
+    run_day_direct(day_one.cfg, DAY)
+
+    q = storage.scan(day_one.cfg.lake, "silver", "quarantine").filter(
+        pl.col("entity") == "order_lines", pl.col("ingest_date").cast(pl.String) == DAY.isoformat()).collect()
+    by_line = {json.loads(r["record"])["order_line_id"]: (r["column"], r["rule"])
+               for r in q.iter_rows(named=True)}
+    assert by_line[fresh[0]][0] == "quantity" and "greater_than_or_equal_to(1" in by_line[fresh[0]][1]
+    assert by_line[fresh[1]][0] == "unit_price" and "less_than_or_equal_to(100000" in by_line[fresh[1]][1]
+    fct = storage.scan(day_one.cfg.lake, "gold", "fct_order_lines").collect()
+    assert fct.filter(pl.col("order_line_id").is_in(fresh)).is_empty()
+    assert fct.filter((pl.col("quantity") < 1) | (pl.col("unit_price") > 100_000)).is_empty()
+    assert fct.filter(pl.col("order_date").cast(pl.Date) >= DAY - timedelta(days=1)).height > 0  # the rest went on
+    accounted(day_one.cfg)
