@@ -144,6 +144,25 @@ def attach_lake(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -> duckdb.Duc
     return con
 
 
+def sandbox_settings(cfg: DomainConfig) -> list[str]:
+    """The statements that confine a connection to the lake: files outside it can't be read,
+    nothing can be written, attached or installed, and the settings can't be undone.
+
+    ``allowed_directories`` has to be set while external access is still on, then access is
+    switched off and the configuration locked (DuckDB refuses the other order)."""
+    lake = str(Path(cfg.lake).resolve()).rstrip("/") + "/"
+    return [f"SET allowed_directories = [{_quote_str(lake)}]",
+            "SET enable_external_access = false", "SET lock_configuration = true"]
+
+
 def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
-    """How the pipeline itself (ML tasks) and analysts open the catalog."""
-    return attach_lake(duckdb.connect(cfg.catalog_path, read_only=True), cfg)
+    """How the pipeline itself (ML tasks) and analysts open the catalog: read-only and, for a
+    local lake, sandboxed to it (``sandbox_settings``; docs/SECURITY.md). An object-store lake
+    is read through a registered filesystem, which DuckDB's sandbox would refuse: there the
+    bucket policy (least-privilege credentials) is the boundary."""
+    con = duckdb.connect(cfg.catalog_path, read_only=True)
+    if storage.is_remote(cfg.lake):
+        return attach_lake(con, cfg)
+    for statement in sandbox_settings(cfg):
+        con.execute(statement)
+    return con

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
     vac.add_argument("--grace-hours", type=float, default=None)
+    sql = sub.add_parser("sql", help="run one query on the catalog: read-only, sandboxed to the lake")
+    sql.add_argument("query")
+    sql.add_argument("--max-rows", type=int, default=50)
     args = parser.parse_args(argv)
 
     from lakehouse import tasks
@@ -99,6 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(tasks.replay(config_dir, args.entity, args.since), indent=1, default=str))
     elif args.command == "retention":
         print(json.dumps(tasks.retention(config_dir, args.date)))
+    elif args.command == "sql":
+        import polars as pl
+
+        from lakehouse.catalog import connect_read_only
+
+        with connect_read_only(cfg) as con:
+            print(pl.from_arrow(con.execute(args.query).to_arrow_table()).head(args.max_rows))
     elif args.command == "vacuum":
         from lakehouse.storage import vacuum
 
