@@ -87,10 +87,12 @@ def _end(cfg) -> datetime | None:
 
 
 def task_callbacks(config_dir: str) -> dict:
-    """Alerts (after the last retry, recoveries) and the run history the health report reads."""
-    from lakehouse import alerts, runlog
+    """Alerts (after the last retry, recoveries), the run history the health report reads, and
+    environment secrets masked before each task runs."""
+    from lakehouse import alerts, runlog, secrets
 
-    return {"on_failure_callback": [alerts.on_task_failure, runlog.callback(config_dir, "failed")],
+    return {"on_execute_callback": secrets.mask_environment,
+            "on_failure_callback": [alerts.on_task_failure, runlog.callback(config_dir, "failed")],
             "on_success_callback": [alerts.on_task_success, runlog.callback(config_dir, "success")],
             "on_retry_callback": runlog.callback(config_dir, "up_for_retry")}
 

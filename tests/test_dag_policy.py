@@ -52,6 +52,10 @@ def test_every_dag_follows_policy(dagbag):
             assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure alert"
             # every try lands in the run history the health report charts
             assert task.on_retry_callback and task.on_success_callback, f"{dag.dag_id}.{task.task_id}"
+            # environment secrets are masked in the task's log before it runs
+            execute = task.on_execute_callback
+            callbacks = execute if isinstance(execute, list) else [execute]
+            assert any(getattr(c, "__name__", "") == "mask_environment" for c in callbacks), task.task_id
             if task.task_id.startswith("extract_"):
                 assert task.retries >= 2 and task.retry_exponential_backoff
             if task.task_id.startswith("silver_"):

@@ -10,15 +10,19 @@ import errors over the REST API, and a headless chromium logs in and opens the g
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from lakehouse import runlog, storage
+from lakehouse.airflow_env import PROJECT
 from lakehouse.freshness import latest_date
 from tests import browser
-from tests.airflow_cluster import Standalone
+from tests.airflow_cluster import Standalone, wait_for
 from tests.conftest import START
 from tests.fakes.slack import FakeSlack
 
@@ -59,13 +63,47 @@ def _ui_grid_screenshot(cluster: Standalone) -> None:
     assert "data-platform" in body and "build_gold" in body, body[:2000]
 
 
+def _dags_with_a_leaky_task(home: Path) -> Path:
+    """The project's DAG files (symlinked: they find their config through the link) plus a
+    DAG whose task prints and logs a secret from the environment."""
+    from tests.security.test_secrets import LEAKY_DAG
+
+    dags = home / "dags"
+    dags.mkdir()
+    for f in (PROJECT / "dags").glob("*.py"):
+        (dags / f.name).symlink_to(f)
+    (dags / "leaky.py").write_text(LEAKY_DAG)
+    return dags
+
+
+def _secrets_are_masked_in_real_task_logs(cluster: Standalone, token: str, password: str) -> None:
+    """A real task run (supervisor + task process, as on any worker) masks what the task
+    logs, and nothing it prints reaches a log file in clear: ``airflow dags test`` runs
+    in-process and masks nothing, so this is checked here."""
+    cluster.unpause("leaky")
+    run = cluster.api("POST", "dags/leaky/dagRuns", json={"logical_date": None})
+    wait_for(lambda: cluster.api("GET", f"dags/leaky/dagRuns/{run['dag_run_id']}")["state"] == "success",
+             "the leaky DAG run", 180, every_s=3)
+    log = cluster.api("GET", f"dags/leaky/dagRuns/{run['dag_run_id']}/taskInstances/careless/logs/1",
+                      params={"full_content": True})
+    text = json.dumps(log)
+    assert "calling Slack with ***" in text and "erp is postgresql://erp:***@db" in text, text[-2000:]
+    assert token not in text and password not in text
+    files = "".join(p.read_text(errors="replace") for p in cluster.airflow_home.rglob("*.log"))
+    assert token not in files and password not in files
+
+
 def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgres_url, monkeypatch):
     tiny.advance(DAYS[-1])
     landing = tiny.home / "data" / "sources" / "landing" / "inventory"
     bad, _ = _corrupt_drop_arriving_on(landing, DAYS[1])
+    token, password = f"xoxb-fake-{uuid.uuid4().hex}", f"pw{uuid.uuid4().hex[:12]}"
     with FakeSlack() as slack, Standalone(tiny.home, postgres_url, RETAIL_API_URL=tiny.api_url,
                                           RETAIL_END_DATE=DATES[-1], SLACK_WEBHOOK_URL=slack.webhook_url,
-                                          RETAIL_TRAIN_SCHEDULE="0 6 29 2 *") as cluster:
+                                          RETAIL_TRAIN_SCHEDULE="0 6 29 2 *",
+                                          AIRFLOW__CORE__DAGS_FOLDER=str(_dags_with_a_leaky_task(tiny.home)),
+                                          SLACK_BOT_TOKEN=token,
+                                          LEAKY_ERP_URL=f"postgresql://erp:{password}@db:5432/erp") as cluster:
         assert "postgresql" in cluster.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         cluster.unpause("retail_daily")
         assert cluster.api("GET", "importErrors")["total_entries"] == 0
@@ -105,6 +143,7 @@ def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgr
         assert not any("DAG run" in t for t in slack.texts())  # folded into the task's incident
 
         _ui_grid_screenshot(cluster)
+        _secrets_are_masked_in_real_task_logs(cluster, token, password)
 
     # the run history the dashboard reads saw every try, day 1 once
     tries = runlog.read(tiny.cfg.lake).filter(pl.col("dag_id") == "retail_daily")
