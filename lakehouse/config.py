@@ -98,6 +98,13 @@ class ColumnContract(Model):
     pattern: str | None = None
     source_column: str | None = Field(None, description="name in bronze when it differs")
     scd_type: Literal[1, 2] = Field(2, description="in scd2 entities: 2 opens a version, 1 overwrites")
+    pii: bool = Field(False, description="tokenised with a keyed HMAC in silver (lakehouse/pii.py)")
+
+    @model_validator(mode="after")
+    def _pii_is_text(self) -> ColumnContract:
+        if self.pii and self.type != "string":
+            raise ValueError("pii columns must be strings (their tokens are)")
+        return self
 
     @property
     def bronze_name(self) -> str:

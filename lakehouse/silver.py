@@ -19,7 +19,7 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse import deletes, quality, storage
+from lakehouse import deletes, pii, quality, storage
 from lakehouse import drift as schema_drift
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig, EntityContract
@@ -166,7 +166,8 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     except QualityGateError as exc:
         quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), raw.height), run_id)
         raise
-    rejected = _quarantine_rows(raw, failed, run_id)
+    pii_columns = [c.name for c in contract.columns if c.pii]
+    rejected = _quarantine_rows(raw, failed, run_id, contract)
     results = quality.batch_results(contract, raw.height, failed, rejected.height)
     results = pl.concat([results, quality.drift_result(drifted, policy)])
     # recorded before the gate decides: a blocked batch leaves its history too
@@ -182,16 +183,26 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     extras = schema_drift.extra_columns(raw, drifted, policy)
     keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
     staged = valid.select("_row", *keep).join(extras, on="_row", how="left").drop("_row")
+    staged = pii.tokenise(staged, pii_columns)  # validated on the value, kept as its token
     storage.publish(staged, cfg.lake, "silver", stg_table(entity), part)
     storage.publish(rejected, cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
     log.info("%s: %d valid, %d quarantined", where, valid.height, rejected.height)
     return {"rows_in": raw.height, "valid": valid.height, "quarantined": rejected.height}
 
 
-def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str) -> pl.DataFrame:
-    """One quarantine row per rejected source row, all its broken rules listed."""
+def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
+                     contract: EntityContract) -> pl.DataFrame:
+    """One quarantine row per rejected source row, all its broken rules listed (PII as tokens)."""
     if failed.height == 0:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    pii_cols = {c.name: c.bronze_name for c in contract.columns if c.pii}
+    if pii_cols:
+        raw = pii.tokenise(raw, list(pii_cols.values()))
+        secret = pii.key()
+        failed = failed.with_columns(offending_value=pl.when(pl.col("column").is_in(list(pii_cols)))
+                                     .then(pl.col("offending_value").map_elements(
+                                         lambda v: pii.token(v, secret), return_dtype=pl.String))
+                                     .otherwise(pl.col("offending_value")))
     data_cols = [c for c in raw.columns if not c.startswith("_")]
     records = raw.with_row_index("_row").select(
         "_row", pl.struct(data_cols).struct.json_encode().alias("record"),

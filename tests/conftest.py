@@ -14,6 +14,9 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="lakehouse-airflow-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+# One PII key for the whole run (tests compare lakes built in different homes and processes);
+# a fake built at run time, never a literal secret in the repository.
+os.environ.setdefault("LAKEHOUSE_PII_KEY", "test-pii-key-" + "0123456789abcdef")
 
 from lakehouse.config import DomainConfig, load_domain  # noqa: E402 - after the Airflow env
 from pipelines.retail.simulator import SimulationParams, materialise  # noqa: E402

@@ -31,7 +31,7 @@ def _raw() -> pl.DataFrame:
 def test_every_raw_row_is_valid_or_quarantined_with_a_reason():
     typed, parse_failures = type_batch(_raw(), CONTRACT, where="test")
     valid, failed = split_valid(typed, parse_failures, CONTRACT)
-    quarantined = _quarantine_rows(_raw(), failed, "run")
+    quarantined = _quarantine_rows(_raw(), failed, "run", CONTRACT)
     assert valid["line_id"].to_list() == ["L1"]
     assert valid.height + quarantined.height == _raw().height
     reasons = dict(zip(quarantined["source_pointer"], quarantined["reason"], strict=True))
