@@ -37,9 +37,18 @@ def key() -> bytes:
         path = Path(os.environ.get("LAKEHOUSE_HOME", ".")) / ".secrets" / "pii.key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp = path.with_name(f".pii.key.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:  # link, not rename: of two tasks generating at once, the first key wins for both
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
         value = path.read_text().strip()
     if len(value.encode()) < _MIN_KEY_BYTES:
         raise PiiKeyError(f"LAKEHOUSE_PII_KEY must hold at least {_MIN_KEY_BYTES} bytes "
