@@ -4,7 +4,9 @@
 answers ``{"data": [...], "next_page": n | null}``. ``POST /_control`` with
 ``{"fail_next": n, "status": 429|5xx, "retry_after": s, "delay_s": s}`` makes the
 next ``n`` calls fail or answer slowly, and ``{"malformed_next": n}`` makes the next ``n``
-data pages answer 200 with a cut-off JSON body, so extractors meet real failure modes.
+data pages answer 200 with a cut-off JSON body, and ``{"fail_after_pages": k}`` serves k
+pages and then fails every page after the k-th until cleared (``null``), so extractors meet
+real failure modes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class SupplierApi(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], data_file: Path) -> None:
         super().__init__(address, _Handler)
         self.data_file = data_file
-        self.faults = {"fail_next": 0, "status": 503, "retry_after": None, "delay_s": 0.0, "malformed_next": 0}
+        self.faults = {"fail_next": 0, "status": 503, "retry_after": None, "delay_s": 0.0, "malformed_next": 0,
+                       "fail_after_pages": None}
         self.calls = 0
         self.lock = threading.Lock()
 
@@ -73,6 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
             failing = faults["fail_next"] > 0
             if failing:
                 faults["fail_next"] -= 1
+            page_no = int(parse_qs(url.query).get("page", ["1"])[0] or 1)
+            if faults["fail_after_pages"] is not None and page_no > int(faults["fail_after_pages"]):
+                failing = True
         if faults["delay_s"]:
             time.sleep(float(faults["delay_s"]))
         if failing:
