@@ -118,17 +118,12 @@ def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -
 
 
 def refresh_catalog(cfg: DomainConfig) -> Path:
-    """Rebuild the catalog only if a table has no view yet (new partitions show up by themselves)."""
-    target = Path(cfg.catalog_path)
-    if target.exists() and not storage.is_remote(cfg.lake):  # remote views name objects: always rebuild
-        with duckdb.connect(str(target), read_only=True) as con:
-            views = {f"{s}.{v}" for s, v in con.execute(
-                "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        tables = {f"{layer}.{t}" for layer in LAYERS for t in storage.tables(cfg.lake, layer)
-                  if storage.data_files(cfg.lake, layer, t)}
-        wanted = tables | {f"gold.{v.name}" for v in cfg.views}
-        if wanted <= views:
-            return target
+    """Rebuild the catalog so it shows what was just published.
+
+    Views name a snapshot of each table's files (``storage.table_source``), not a live glob,
+    so analysts never read a partition while a run replaces it; the price is that new data
+    appears when the catalog is rebuilt, which every daily run and ML task does.
+    """
     return build_catalog(cfg)
 
 

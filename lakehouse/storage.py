@@ -185,13 +185,15 @@ def data_files(lake: Location, layer: str, table: str) -> list[Location]:
 
 
 def table_source(lake: Location, layer: str, table: str) -> str:
-    """What ``read_parquet`` (DuckDB) should read for a table: the glob of its partitions on
-    disk; the list of current objects on an object store (a snapshot: a catalog built from
-    it keeps reading those objects until it is rebuilt, and vacuum's grace outlives that)."""
+    """What ``read_parquet`` (DuckDB) should read for a table, as a SQL literal: a snapshot of
+    its current files (hard links on disk, see ``_pinned``; the list of current objects on an
+    object store). DuckDB, like Polars, opens a file more than once per query, so a glob over
+    live partitions tears when a run republishes one; a catalog built from snapshots reads a
+    consistent lake until it is rebuilt, and vacuum's grace period outlives that."""
+    files = data_files(lake, layer, table)
     if is_remote(lake):
-        return "[" + ", ".join("'" + str(f).replace("'", "''") + "'"
-                               for f in data_files(lake, layer, table)) + "]"
-    return "'" + str(join(table_dir(lake, layer, table), "**", DATA_FILE)).replace("'", "''") + "'"
+        return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    return "'" + _pinned(lake, layer, table, files).replace("'", "''") + "'"
 
 
 def read(lake: Location, layer: str, table: str,
@@ -452,6 +454,11 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
             removed.append(path)
         if is_remote(lake):
             removed += _vacuum_superseded(layer_root(lake, layer), cutoff)
+    snapshots = Path(state_dir(lake)) / SNAPSHOTS if not is_remote(lake) else None
+    if snapshots is not None and snapshots.exists():
+        for snap in snapshots.iterdir():
+            if int(snap.name.split("-", 1)[0]) <= cutoff:
+                shutil.rmtree(snap, ignore_errors=True)
     for directory in sorted({p.parent for p in removed if isinstance(p, Path)}, reverse=True):
         with contextlib.suppress(OSError):
             directory.rmdir()  # a partition folder left empty by retention
@@ -525,11 +532,38 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
             for name, dtype in file_schema(f).items():
                 if name not in hive:
                     schema.setdefault(name, dtype)
-    source = files if is_remote(lake) else str(join(table_dir(lake, layer, table), "**", DATA_FILE))
+    source = files if is_remote(lake) else _pinned(lake, layer, table, files)
     return pl.scan_parquet(
         source, hive_partitioning=True, hidden_file_prefix=".",
         missing_columns="insert", extra_columns="ignore", schema=schema,
     )
+
+
+SNAPSHOTS = "_snapshots"
+
+
+def _pinned(lake: Location, layer: str, table: str, files: list[Location]) -> str:
+    """A glob over hard links to the files a scan starts with, so the scan reads those files.
+
+    Polars plans a scan from each file's footer and opens the path again to read it; a
+    partition replaced in between (another run publishing) would be read with the old plan
+    and the new bytes (a panic, or a mixed read; the torn-read test caught it). A hard link
+    made now keeps today's file reachable under a private name for as long as the scan
+    needs it: no bytes are copied, and ``vacuum`` removes snapshots after the grace period.
+    """
+    root = Path(table_dir(lake, layer, table))
+    snap = Path(state_dir(lake)) / SNAPSHOTS / f"{int(time.time())}-{uuid.uuid4().hex[:12]}" / layer / table
+    for f in files:
+        target = snap / Path(f).relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(f, target)
+        except FileNotFoundError:
+            continue  # retired since it was listed: the scan sees the table without it
+        except OSError:  # no hard links here (another file system): read the live files
+            shutil.rmtree(snap, ignore_errors=True)
+            return str(root / "**" / DATA_FILE)
+    return str(snap / "**" / DATA_FILE)
 
 
 def row_count(lake: Location, layer: str, table: str) -> int:

@@ -78,3 +78,47 @@ def test_killed_catalog_build_keeps_the_previous_catalog(tiny):
         proc.wait()
         with duckdb.connect(str(catalog), read_only=True) as con:
             assert con.execute("SELECT count(*) FROM gold.fct_order_lines").fetchone()[0] > 0
+
+
+REPUBLISHER = textwrap.dedent("""
+    import sys, polars as pl
+    from pathlib import Path
+    from lakehouse import storage
+    for version in range(1, 201):
+        n = 20_000 + (version % 7) * 1_000  # sizes differ: a mixed read could not line up
+        frame = pl.DataFrame({"k": range(n), "v": [version] * n, "n": [n] * n})
+        storage.publish(frame, Path(sys.argv[1]), "gold", "t", {"day": "2026-01-01"})
+""")
+
+
+def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tmp_path):
+    """DuckDB and Polars loop over a partition that another process replaces 200 times: every
+    read returns exactly one whole version (its row count matches its version's size)."""
+    storage.publish(pl.DataFrame({"k": range(10), "v": [0] * 10, "n": [10] * 10}), tmp_path, "gold", "t",
+                    {"day": "2026-01-01"})
+    writer = subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(tmp_path)])
+    con = duckdb.connect()
+    reads, versions, problems = 0, set(), []
+    while writer.poll() is None or reads < 20:
+        for engine in ("duckdb", "polars"):
+            try:
+                if engine == "duckdb":
+                    source = storage.table_source(tmp_path, "gold", "t")  # what catalog views read
+                    rows, distinct, n, v = con.execute(
+                        f"SELECT count(*), count(DISTINCT v), max(n), max(v) FROM read_parquet({source})").fetchone()
+                else:
+                    got = storage.scan(tmp_path, "gold", "t").select(
+                        pl.len(), pl.col("v").n_unique().alias("d"), pl.col("n").max(), pl.col("v").max()).collect()
+                    rows, distinct, n, v = got.row(0)
+            except Exception as exc:  # an error is as bad as a torn read
+                problems.append(f"{engine}: {exc!r}")
+                continue
+            reads += 1
+            versions.add(v)
+            if distinct != 1 or rows != n:
+                problems.append(f"{engine}: {rows} rows of {distinct} versions (expected {n})")
+    assert writer.wait() == 0
+    assert not problems, problems[:5]
+    assert len(versions) >= 10, f"the readers saw only {len(versions)} versions in {reads} reads"
+    storage.vacuum(tmp_path, grace_hours=0)
+    assert not list((tmp_path / "_state" / storage.SNAPSHOTS).iterdir())  # snapshots vacuumed
