@@ -540,6 +540,7 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
 
 
 SNAPSHOTS = "_snapshots"
+SNAPSHOT_REUSE_S = 3600  # well inside vacuum's grace (24 h by default), so a reused one stays
 
 
 def _pinned(lake: Location, layer: str, table: str, files: list[Location]) -> str:
@@ -552,7 +553,20 @@ def _pinned(lake: Location, layer: str, table: str, files: list[Location]) -> st
     needs it: no bytes are copied, and ``vacuum`` removes snapshots after the grace period.
     """
     root = Path(table_dir(lake, layer, table))
-    snap = Path(state_dir(lake)) / SNAPSHOTS / f"{int(time.time())}-{uuid.uuid4().hex[:12]}" / layer / table
+    # the same files (path, inode, mtime, size) as a recent snapshot: read that one again
+    stats = []
+    for f in files:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(f)
+            stats.append(f"{Path(f).relative_to(root)}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    key = hashlib.sha1((f"{layer}/{table}\n" + "\n".join(stats)).encode(), usedforsecurity=False).hexdigest()[:16]
+    base = Path(state_dir(lake)) / SNAPSHOTS
+    now = int(time.time())
+    if base.exists():
+        for old in base.glob(f"*-{key}"):
+            if now - int(old.name.split("-", 1)[0]) < SNAPSHOT_REUSE_S:
+                return str(old / layer / table / "**" / DATA_FILE)
+    snap = base / f"{now}-{key}" / layer / table
     for f in files:
         target = snap / Path(f).relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)

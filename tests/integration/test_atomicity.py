@@ -99,7 +99,8 @@ def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tm
     writer = subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(tmp_path)])
     con = duckdb.connect()
     reads, versions, problems = 0, set(), []
-    while writer.poll() is None or reads < 20:
+    deadline = time.monotonic() + 300
+    while (writer.poll() is None or reads < 20) and time.monotonic() < deadline:
         for engine in ("duckdb", "polars"):
             try:
                 if engine == "duckdb":

@@ -136,3 +136,17 @@ def test_locks_live_where_every_worker_sees_them(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_LOCK_DIR", str(tmp_path / "shared-locks"))
     with storage.locked("s3://acme/lake", "gold"):
         assert list((tmp_path / "shared-locks").glob("*/gold.lock"))
+
+
+def test_scans_pin_a_snapshot_reused_until_the_table_changes(tmp_path):
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "gold", "t", {"d": "2026-01-01"})
+    snaps = tmp_path / "_state" / storage.SNAPSHOTS
+    first = storage.scan(tmp_path, "gold", "t")
+    storage.scan(tmp_path, "gold", "t")
+    assert len(list(snaps.iterdir())) == 1  # unchanged table: the same snapshot again
+    storage.publish(pl.DataFrame({"v": [2, 3]}), tmp_path, "gold", "t", {"d": "2026-01-01"})
+    assert first.collect()["v"].to_list() == [1]  # a scan made before keeps reading its files
+    assert storage.scan(tmp_path, "gold", "t").collect()["v"].to_list() == [2, 3]
+    assert len(list(snaps.iterdir())) == 2
+    storage.vacuum(tmp_path, grace_hours=0)
+    assert list(snaps.iterdir()) == []
