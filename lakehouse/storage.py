@@ -164,10 +164,7 @@ def data_file(lake: Location, layer: str, table: str, partition: Mapping[str, st
     its newest object (``<dir>/data.parquet``, which does not exist, when there is none)."""
     target_dir = partition_dir(lake, layer, table, partition)
     if is_remote(target_dir):
-        fs = filesystem(target_dir)
-        names = sorted(k.rsplit("/", 1)[1] for k in fs.glob(f"{target_dir}/data-*.parquet")) \
-            if fs.exists(target_dir) else []
-        names = [n for n in names if _OBJECT.match(n)]
+        names = _objects(str(target_dir)).get(str(target_dir))
         if names:
             return f"{target_dir}/{names[-1]}"
     return join(target_dir, DATA_FILE)
@@ -216,10 +213,14 @@ def file_rows(path: Location) -> int:
 def modified_time(path: Location) -> float:
     """Unix time a file was last written."""
     if is_remote(path):
-        info = filesystem(path).info(str(path))
-        modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
-        return modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        return _info_mtime(filesystem(path).info(str(path)))
     return Path(path).stat().st_mtime
+
+
+def _info_mtime(info: Mapping[str, Any]) -> float:
+    """The modification time in an fsspec ``info`` dict (each backend names it its own way)."""
+    modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
+    return modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
 
 
 def get_file(path: Location, local: Path) -> Path:
@@ -255,7 +256,7 @@ def _atomic_file(target_dir: Location) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="lakehouse-put-") as tmp_dir:
             tmp = Path(tmp_dir) / DATA_FILE
             yield tmp
-            put_file(tmp, _new_object(str(target_dir)))
+            _install(tmp, target_dir)
         return
     target_dir = Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -269,6 +270,12 @@ def _atomic_file(target_dir: Location) -> Iterator[Path]:
         _fsync_path(target_dir)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _install(local: Path, target_dir: Location) -> None:
+    """Make a finished local file the content of a partition: ``data.parquet`` on disk, a
+    fresh immutable object on an object store."""
+    put_file(local, _new_object(str(target_dir)) if is_remote(target_dir) else join(target_dir, DATA_FILE))
 
 
 def put_file(local: Path, target: Location) -> None:
@@ -370,8 +377,7 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
             if path_exists(old) and _same_bytes(old, new):
                 counts["unchanged"] += 1
                 continue
-            put_file(new, _new_object(str(partition_dir(lake, layer, table, {by: value})))
-                     if is_remote(lake) else old)
+            _install(new, partition_dir(lake, layer, table, {by: value}))
             counts["written"] += 1
         for part in partitions(lake, layer, table):
             if part.get(by) not in staged:
@@ -487,8 +493,7 @@ def _hidden_files(base: Location) -> Iterator[tuple[Location, float]]:
             return
         for key, info in fs.find(base, detail=True).items():
             if key.rsplit("/", 1)[-1].startswith("."):
-                modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
-                yield _uri(base, key), modified.timestamp() if hasattr(modified, "timestamp") else 0.0
+                yield _uri(base, key), _info_mtime(info)
         return
     base = Path(base)
     if base.exists():
@@ -503,12 +508,13 @@ def exists(lake: Location, layer: str, table: str, partition: Mapping[str, str] 
 
 def partitions(lake: Location, layer: str, table: str) -> list[dict[str, str]]:
     """Published partitions of a table, sorted, as ``{key: value}`` dicts."""
+    return [_hive_values(lake, layer, table, f) for f in data_files(lake, layer, table)]
+
+
+def _hive_values(lake: Location, layer: str, table: str, file: Location) -> dict[str, str]:
+    """``{key: value}`` of the ``key=value`` folders between a table's root and one of its files."""
     root = str(table_dir(lake, layer, table)).rstrip("/")
-    found = []
-    for data in data_files(lake, layer, table):
-        parts = str(data)[len(root) + 1:].split("/")[:-1]
-        found.append(dict(p.split("=", 1) for p in parts))
-    return found
+    return dict(p.split("=", 1) for p in str(file)[len(root) + 1:].split("/")[:-1])
 
 
 def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
@@ -526,7 +532,7 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
         raise StorageError(f"table {layer}.{table} has no published data under {table_dir(lake, layer, table)}")
     schema = None
     if union_schema:
-        hive = set(partitions(lake, layer, table)[0])
+        hive = set(_hive_values(lake, layer, table, files[0]))
         schema = {}
         for f in files:
             for name, dtype in file_schema(f).items():
