@@ -153,8 +153,8 @@ def sandbox_settings(cfg: DomainConfig) -> list[str]:
 def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
     """How the pipeline itself (ML tasks) and analysts open the catalog: read-only and, for a
     local lake, sandboxed to it (``sandbox_settings``; docs/SECURITY.md). An object-store lake
-    is read through a registered filesystem, which DuckDB's sandbox would refuse: there the
-    bucket policy (least-privilege credentials) is the boundary."""
+    is read through a registered fsspec filesystem, not tested under the sandbox, so it is
+    not applied there: the bucket policy (least-privilege credentials) is the boundary."""
     con = duckdb.connect(cfg.catalog_path, read_only=True)
     if storage.is_remote(cfg.lake):
         return attach_lake(con, cfg)

@@ -50,9 +50,9 @@ def rows_per_day(lake: Path) -> pl.DataFrame:
         for table in storage.tables(lake, layer):
             if (layer, table) == ("gold", QUALITY):
                 continue
-            files = storage.data_files(lake, layer, table)
-            for part, f in zip(storage.partitions(lake, layer, table), files, strict=True):
-                day = next((v for v in part.values() if freshness.DATE_VALUE.match(v)), None)
+            for f in storage.data_files(lake, layer, table):
+                values = storage.hive_values(lake, layer, table, f).values()
+                day = next((v for v in values if freshness.DATE_VALUE.match(v)), None)
                 if day is None:
                     continue
                 name = "quarantine" if table.startswith("quarantine") else layer

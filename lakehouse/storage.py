@@ -508,10 +508,10 @@ def exists(lake: Location, layer: str, table: str, partition: Mapping[str, str] 
 
 def partitions(lake: Location, layer: str, table: str) -> list[dict[str, str]]:
     """Published partitions of a table, sorted, as ``{key: value}`` dicts."""
-    return [_hive_values(lake, layer, table, f) for f in data_files(lake, layer, table)]
+    return [hive_values(lake, layer, table, f) for f in data_files(lake, layer, table)]
 
 
-def _hive_values(lake: Location, layer: str, table: str, file: Location) -> dict[str, str]:
+def hive_values(lake: Location, layer: str, table: str, file: Location) -> dict[str, str]:
     """``{key: value}`` of the ``key=value`` folders between a table's root and one of its files."""
     root = str(table_dir(lake, layer, table)).rstrip("/")
     return dict(p.split("=", 1) for p in str(file)[len(root) + 1:].split("/")[:-1])
@@ -532,7 +532,7 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
         raise StorageError(f"table {layer}.{table} has no published data under {table_dir(lake, layer, table)}")
     schema = None
     if union_schema:
-        hive = set(_hive_values(lake, layer, table, files[0]))
+        hive = set(hive_values(lake, layer, table, files[0]))
         schema = {}
         for f in files:
             for name, dtype in file_schema(f).items():
