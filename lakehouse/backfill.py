@@ -53,7 +53,7 @@ def should_announce(lake: Path, dag_id: str, run_id: str, task_states) -> tuple[
     """
     if not is_backfill(run_id):
         return False, "not a backfill run: the scheduled cadence covers it"
-    ledger_path = storage.join(storage.state_dir(lake), "backfill_announcements", f"{dag_id}.json")
+    ledger_path = storage.state_path(lake, "backfill_announcements", f"{dag_id}.json")
     with storage.locked(lake, f"backfill_{dag_id}"):
         ledger = storage.read_json(ledger_path, {})
         pending = others_pending(run_id, task_states(), set(ledger))

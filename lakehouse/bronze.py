@@ -66,11 +66,11 @@ def extraction_window(cfg: DomainConfig, source: DatabaseSource | RestSource | F
 
 
 def _watermark_path(cfg: DomainConfig, source: str):
-    return storage.join(storage.state_dir(cfg.lake), "watermarks", f"{source}.json")
+    return storage.state_path(cfg.lake, "watermarks", f"{source}.json")
 
 
 def _registry_path(cfg: DomainConfig, source: str):
-    return storage.join(storage.state_dir(cfg.lake), "processed_files", f"{source}.json")
+    return storage.state_path(cfg.lake, "processed_files", f"{source}.json")
 
 
 def with_lineage(chunk: Extracted, *, source: str, run_id: str, ingested_at: datetime) -> pl.DataFrame:

@@ -27,7 +27,7 @@ class RegistryError(RuntimeError):
 
 
 def _state_path(lake: Path, name: str) -> Path:
-    return storage.join(storage.state_dir(lake), "models", f"{name}.json")
+    return storage.state_path(lake, "models", f"{name}.json")
 
 
 def _state(lake: Path, name: str) -> dict:

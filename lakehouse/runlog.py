@@ -35,7 +35,7 @@ def _schema() -> dict:
 def runs_dir(lake: Path | str) -> Path | str:
     from lakehouse import storage
 
-    return storage.join(storage.state_dir(lake), "runs")
+    return storage.state_path(lake, "runs")
 
 
 def record(lake: Path, entry: dict) -> Path:

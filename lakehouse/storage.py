@@ -236,6 +236,11 @@ def state_dir(lake: Location) -> Location:
     return layer_root(lake, "_state")
 
 
+def state_path(lake: Location, *parts: str) -> Location:
+    """A state document or folder under ``state_dir``."""
+    return join(state_dir(lake), *parts)
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -27,7 +27,7 @@ def test_a_failure_after_two_pages_publishes_nothing_and_the_rerun_loads_everyth
     with pytest.raises(RestError, match="page 3 -> HTTP 503"):
         bronze.ingest(cfg, source.name, START, "run-1")
     assert not storage.exists(cfg.lake, "bronze", TABLE, {"ingest_date": START.isoformat()})
-    watermark = storage.join(storage.state_dir(cfg.lake), "watermarks", f"{source.name}.json")
+    watermark = storage.state_path(cfg.lake, "watermarks", f"{source.name}.json")
     assert storage.read_json(watermark, {}) == {}  # not advanced past what was never loaded
 
     requests.post(control, json={"fail_after_pages": None}, timeout=5).raise_for_status()
