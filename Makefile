@@ -37,7 +37,13 @@ test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 # Seed scale (10,247 SKUs x 12 warehouses); BENCH_ARGS="--skus 1000 --warehouses 4" for a quick look
+# docs/benchmarks.md: TPC-H (written first), then the seed-scale retail day and Airflow's
+# overhead, then backfill throughput (each appends its section)
+TPCH_SCALE ?= 1
 bench: setup
+	$(PY) -m benchmarks.tpch_bench --scale $(TPCH_SCALE)
+	$(PY) -m benchmarks.retail_bench
+	$(PY) -m benchmarks.backfill_bench
 	$(PY) -m benchmarks.quality_bench $(QUALITY_BENCH_ARGS) --out data/bench_quality.json
 	$(PY) -m benchmarks.ml_bench $(BENCH_ARGS) --out data/bench_ml.json
 

@@ -54,7 +54,7 @@ def _stage_and_build(cfg, validate: bool) -> float:
 
     original = silver.split_valid
     if not validate:
-        def everything_passes(typed, parse_failures, contract):
+        def everything_passes(typed, parse_failures, contract, duplicates=None):
             return typed, parse_failures.select("_row", pl.lit("parse").alias("rule"), "column",
                                                 pl.col("value").alias("offending_value")).clear()
         silver.split_valid = everything_passes

@@ -26,6 +26,10 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__API__PORT": "8080",
+        # on one small machine (2 cores, SQLite) the API server can take more than the default
+        # 5 s to answer a task's heartbeat under load; after 3 misses the task would be killed
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "10",
     }
     merged = {**env, **os.environ, **extra}
     # airflow starts its parts as `airflow ...` subprocesses: this venv's bin must come first

@@ -76,7 +76,7 @@ def _registry_path(cfg: DomainConfig, source: str):
 def with_lineage(chunk: Extracted, *, source: str, run_id: str, ingested_at: datetime) -> pl.DataFrame:
     """Add lineage columns; ``_record_hash`` is an MD5 of the raw row (stable across versions)."""
     frame = chunk.frame
-    data_cols = [c for c in frame.columns if c != "_row"]
+    data_cols = [c for c in frame.columns if c not in ("_row", "_source_pointer")]
     if frame.height == 0 or not data_cols:
         hashed = frame.with_columns(_record_hash=pl.lit(None, pl.String))
     else:
@@ -135,9 +135,43 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
     return counts
 
 
+COALESCE_ROWS = 250_000
+
+
+def coalesce(chunks: Iterator[Extracted], max_rows: int = COALESCE_ROWS) -> Iterator[Extracted]:
+    """Merge consecutive small chunks with the same columns (e.g. one per dropped file).
+
+    Lineage hashing and Parquet writes then run once per ~``max_rows`` rows instead of
+    once per file: thousands of daily drops cost seconds, not minutes. Each row keeps its
+    own pointer (materialised as ``_source_pointer``), and rows of differently shaped files
+    are never merged, so every record hash is what it would be unmerged.
+    """
+    buffer: list[Extracted] = []
+
+    def flush() -> Iterator[Extracted]:
+        if len(buffer) == 1:
+            yield buffer[0]
+        elif buffer:
+            frame = pl.concat([c.frame.with_columns(_source_pointer=c.pointer) for c in buffer])
+            yield Extracted(buffer[0].entity, frame, pl.col("_source_pointer"),
+                            files=[f for c in buffer for f in c.files])
+        buffer.clear()
+
+    for chunk in chunks:
+        if chunk.frame.height == 0 and not chunk.files:
+            if not buffer:
+                yield chunk
+            continue
+        if buffer and (chunk.frame.columns != buffer[0].frame.columns or chunk.frame.dtypes != buffer[0].frame.dtypes
+                       or sum(c.frame.height for c in buffer) + chunk.frame.height > max_rows):
+            yield from flush()
+        buffer.append(chunk)
+    yield from flush()
+
+
 def _bronze_frames(chunks: Iterator[Extracted], source: DatabaseSource | RestSource | FileSource,
                    run_id: str, now: datetime, new_files: list[dict]) -> Iterator[pl.DataFrame]:
-    for chunk in chunks:
+    for chunk in coalesce(chunks):
         new_files.extend(chunk.files)
         frame = with_lineage(chunk, source=source.name, run_id=run_id, ingested_at=now)
         if isinstance(source, FileSource):

@@ -55,6 +55,7 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     comments = _comments(cfg)
+    materialised = {g.name for g in cfg.gold if g.serve == "table"}
     try:
         con = duckdb.connect(str(tmp))
         try:
@@ -64,7 +65,8 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
                 for table in storage.tables(cfg.lake, layer):
                     if storage.data_files(cfg.lake, layer, table):
                         _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
-                                     comments.get(f"{layer}.{table}"))
+                                     comments.get(f"{layer}.{table}"),
+                                     materialise=layer == "gold" and table in materialised)
             _create_reporting_views(con, cfg)
         finally:
             con.close()
@@ -84,19 +86,22 @@ DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_poi
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, source: str,
-                 comment: tuple[str, dict[str, str]] | None) -> None:
+                 comment: tuple[str, dict[str, str]] | None, *, materialise: bool = False) -> None:
+    """A view over the table's Parquet files, or with ``materialise`` a native table loaded from
+    them (gold tables with ``serve: table``: DuckDB's own storage scans ~2-4x faster)."""
     name = f"{layer}.{_quote_ident(table)}"
+    kind = "TABLE" if materialise else "VIEW"
     scan = f"read_parquet({source}, hive_partitioning = true, union_by_name = true)"
     if f"{layer}.{table}" in DEDUPED:
         keys, order = DEDUPED[f"{layer}.{table}"]
         con.execute(f"CREATE OR REPLACE VIEW {layer}.{_quote_ident(table + '_log')} AS SELECT * FROM {scan}")
         scan = f"(SELECT * FROM {scan} QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1)"
-    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {scan}")
+    con.execute(f"CREATE OR REPLACE {kind} {name} AS SELECT * FROM {scan}")
     if comment is None:
         return
     table_comment, cols = comment
     if table_comment:
-        con.execute(f"COMMENT ON VIEW {name} IS {_quote_str(table_comment)}")
+        con.execute(f"COMMENT ON {kind} {name} IS {_quote_str(table_comment)}")
     present = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
     for col, text in cols.items():
         if col in present:
@@ -106,9 +111,11 @@ def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, source:
 def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -> None:
     """``views.yaml``: SQL views over the tables, created once every table they read exists."""
     present = {f"{s}.{t}" for s, t in con.execute(
-        "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
+        "UNION ALL SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
     for view in cfg.views:
-        name = f"gold.{_quote_ident(view.name)}"
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(view.schema_)}")
+        name = f"{_quote_ident(view.schema_)}.{_quote_ident(view.name)}"
         missing = sorted(set(re.findall(r"\b((?:bronze|silver|gold)\.[a-z0-9_]+)", view.sql)) - present)
         if missing:  # e.g. no forecast yet on a fresh lake: the view appears with its inputs
             log.info("view %s waits for %s", name, ", ".join(missing))

@@ -194,21 +194,57 @@ class Retention(Model):
         24, ge=0, description="expired or superseded files stay readable this long before deletion")
 
 
+class DateDimension(Model):
+    """A calendar spanning the dates of one column of a silver or gold table (with holidays)."""
+
+    table: Ident = Field(description="the table whose dates bound the calendar")
+    column: Ident = Field(description="a date or datetime column of it")
+    country: str = Field("US", description="public holidays of this country (holidays package)")
+    extend: str = Field("0d", description="calendar continues this far past the last date (Polars offset: 1y, 6mo)")
+
+
 class GoldTable(Model):
+    """One gold table, built by exactly one of: a Python ``builder``, a ``sql`` SELECT, a ``date_dimension``."""
+
     name: Annotated[str, Field(pattern=r"^(fct|dim|agg)_[a-z0-9_]+$")]
-    builder: str = Field(description="dotted path to a LazyFrame builder in pipelines/<domain>")
+    builder: str | None = Field(None, description="dotted path to a LazyFrame builder in pipelines/<domain>")
+    sql: str | None = Field(None, description="a Polars SQL SELECT over silver tables and gold tables built earlier")
+    date_dimension: DateDimension | None = None
     description: str
     partition_by: Ident | None = Field(
         None, description="a date column: one partition per value; a run rewrites only changed ones")
+    serve: Literal["view", "table"] = Field(
+        "view", description="in the DuckDB catalog: a view over the Parquet files, or a native table "
+                            "loaded from them at each catalog build (faster queries, larger catalog)")
     columns: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> GoldTable:
+        given = [k for k in ("builder", "sql", "date_dimension") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"set exactly one of builder, sql or date_dimension (got {given or 'none'})")
+        return self
 
 
 class GoldView(Model):
-    """A SQL view over gold (and silver) tables, created in the DuckDB catalog for analysts."""
+    """A SQL view over gold (and silver) tables, created in the DuckDB catalog for analysts.
 
-    name: Annotated[str, Field(pattern=r"^rpt_[a-z0-9_]+$")]
+    Views in ``gold`` are reports (``rpt_*``); another ``schema`` presents gold under names
+    a tool expects (e.g. the 8 TPC-H tables, so the standard queries run unchanged).
+    """
+
+    name: Ident
+    schema_: Ident = Field("gold", alias="schema", description="catalog schema of the view")
     description: str
     sql: str = Field(description="a SELECT over catalog views (gold.*, silver.*)")
+
+    @model_validator(mode="after")
+    def _reports_in_gold(self) -> GoldView:
+        if self.schema_ == "gold" and not self.name.startswith("rpt_"):
+            raise ValueError("views in schema gold are reports and are named rpt_*")
+        if self.schema_ in ("bronze", "silver"):
+            raise ValueError("views go in gold or a schema of their own, not in a layer's schema")
+        return self
 
 
 class Freshness(Model):

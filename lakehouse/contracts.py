@@ -41,18 +41,20 @@ def _row_rule(rule: RowRule, entity: str) -> pa.Check:
                     name=rule.name, error=rule.name)
 
 
-def pandera_schema(contract: EntityContract) -> pa.DataFrameSchema:
+def pandera_schema(contract: EntityContract, *, unique: bool = True) -> pa.DataFrameSchema:
     """The row-level gate: types, nullability, ranges, allowed values, patterns, cross-field
     rules, unique versions.
 
     Run it on a collected frame: on a LazyFrame pandera checks only names and dtypes.
+    ``unique=False`` leaves the version-key check to the caller (a batch validated in chunks
+    finds duplicates across chunks itself: ``lakehouse.silver.duplicate_versions``).
     """
     version_key = [*contract.primary_key, *([contract.updated_at] if contract.updated_at else [])]
     return pa.DataFrameSchema(
         {c.name: pa.Column(POLARS_TYPES[c.type], checks=_checks(c), nullable=c.nullable)
          for c in contract.columns},
         checks=[_row_rule(r, contract.entity) for r in contract.rules],
-        unique=version_key,
+        unique=version_key if unique else None,
         name=contract.entity,
         strict=False,  # lineage columns ride along
     )

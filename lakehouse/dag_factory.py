@@ -86,12 +86,26 @@ def _end(cfg) -> datetime | None:
     return datetime.combine(cfg.end_date, datetime.min.time(), ZoneInfo(cfg.timezone))
 
 
+def attempt_fence(config_dir: str):
+    """An ``on_execute_callback`` that claims the task instance for this try before it runs
+    (``storage.claim_attempt``): a retry fences off an earlier attempt that still lives."""
+    def claim_attempt(context) -> None:
+        from lakehouse import storage
+
+        ti, run = context["ti"], context.get("dag_run")
+        scope = f"{ti.dag_id}.{ti.task_id}.{ti.run_id}.{getattr(ti, 'map_index', -1)}"
+        generation = str(getattr(run, "start_date", "") or "")
+        storage.claim_attempt(load_domain(config_dir).lake, scope, int(ti.try_number or 1), generation)
+
+    return claim_attempt
+
+
 def task_callbacks(config_dir: str) -> dict:
-    """Alerts (after the last retry, recoveries), the run history the health report reads, and
-    environment secrets masked before each task runs."""
+    """Alerts (after the last retry, recoveries), the run history the health report reads,
+    environment secrets masked and the attempt claimed (fencing older ones) before each task runs."""
     from lakehouse import alerts, runlog, secrets
 
-    return {"on_execute_callback": secrets.mask_environment,
+    return {"on_execute_callback": [secrets.mask_environment, attempt_fence(config_dir)],
             "on_failure_callback": [alerts.on_task_failure, runlog.callback(config_dir, "failed")],
             "on_success_callback": [alerts.on_task_success, runlog.callback(config_dir, "success")],
             "on_retry_callback": runlog.callback(config_dir, "up_for_retry")}
@@ -211,13 +225,14 @@ def build_dag(config_dir: str | Path):
         catalog = publish_catalog()
         gold >> catalog
         retention = apply_retention()
-        scored = score_forecast()
+        # a domain without ml: (e.g. tpch) has no model to score with
+        scored = [score_forecast()] if cfg.ml else []
         fresh = check_freshness()
         checked = check_quality()
         gold >> checked
-        catalog >> [retention, scored, fresh]
-        [retention, scored] >> announce_backfill()
-        [retention, scored, fresh, checked] >> write_report()
+        catalog >> [retention, *scored, fresh]
+        [retention, *scored] >> announce_backfill()
+        [retention, *scored, fresh, checked] >> write_report()
     return dag
 
 

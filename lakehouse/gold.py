@@ -1,10 +1,15 @@
 """Gold: star-schema machinery (surrogate keys, point-in-time lookups, calendar) and the runner.
 
-Domain builders (``pipelines/<domain>/gold.py``) are pure functions whose keyword
-parameters name their inputs, dbt-``ref`` style: a parameter ``dim_product`` is the
-gold table built earlier in this run, ``order_lines`` is the silver table, and
-``run_date`` is the business date. The runner resolves them to LazyFrames, calls
-the builder and publishes the result atomically.
+A gold table is defined in ``gold.yaml`` in one of three ways:
+
+- ``sql``: a Polars SQL SELECT (dbt-model style); each table name it mentions is the gold
+  table built earlier in this run or else the silver table of that name;
+- ``date_dimension``: a calendar over the dates of one column;
+- ``builder``: a pure Python function in ``pipelines/<domain>/gold.py`` whose keyword
+  parameters name its inputs the same way (``dim_product``, ``order_lines``), plus
+  ``run_date``, the business date. For what SQL can't say (as-of joins, inferred members).
+
+The runner resolves the inputs to LazyFrames, builds lazily and publishes atomically.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import importlib
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from datetime import date
 
@@ -20,7 +26,7 @@ import holidays as holidays_lib
 import polars as pl
 
 from lakehouse import storage
-from lakehouse.config import DomainConfig, GoldTable
+from lakehouse.config import DateDimension, DomainConfig, GoldTable
 
 log = logging.getLogger(__name__)
 UNKNOWN_SK = -1
@@ -89,7 +95,7 @@ def point_in_time(facts: pl.LazyFrame, dim: pl.LazyFrame, *, key: str, at: str, 
 def date_dimension(bounds: pl.LazyFrame, *, country: str) -> pl.LazyFrame:
     """Calendar rows between ``bounds``' ``lo`` and ``hi`` dates, with public holidays."""
     days = bounds.select(pl.date_ranges("lo", "hi").alias("date")).explode("date")
-    years = range(2000, 2100)
+    years = range(1970, 2100)
     hol = holidays_lib.country_holidays(country, years=years)
     hol_frame = pl.LazyFrame({"date": list(hol.keys()), "holiday_name": list(hol.values())},
                              schema={"date": pl.Date, "holiday_name": pl.String})
@@ -120,20 +126,53 @@ def resolve_inputs(cfg: DomainConfig, builder: Callable[..., pl.LazyFrame], run_
     table produced outside gold.yaml (ML outputs) is scanned if published, else
     ``None``; anything else is the silver table of that name.
     """
-    gold_names = {g.name for g in cfg.gold}
-    inputs: dict[str, object] = {}
-    for name in inspect.signature(builder).parameters:
-        if name == "run_date":
-            inputs[name] = run_date
-        elif name in gold_names:
-            inputs[name] = storage.scan(cfg.lake, "gold", name)
-        elif storage.path_exists(storage.table_dir(cfg.lake, "gold", name)):
-            inputs[name] = storage.scan(cfg.lake, "gold", name, missing_ok=True)
-        elif name.startswith(("fct_", "dim_", "agg_")):
-            inputs[name] = None
-        else:
-            inputs[name] = storage.scan(cfg.lake, "silver", name)
-    return inputs
+    return {name: run_date if name == "run_date" else _input(cfg, name)
+            for name in inspect.signature(builder).parameters}
+
+
+def _input(cfg: DomainConfig, name: str) -> pl.LazyFrame | None:
+    """A gold table of gold.yaml, a gold table produced elsewhere (ML) if published, else silver."""
+    if name in {g.name for g in cfg.gold}:
+        return storage.scan(cfg.lake, "gold", name)
+    if storage.path_exists(storage.table_dir(cfg.lake, "gold", name)):
+        return storage.scan(cfg.lake, "gold", name, missing_ok=True)
+    if name.startswith(("fct_", "dim_", "agg_")):
+        return None
+    return storage.scan(cfg.lake, "silver", name)
+
+
+def sql_inputs(cfg: DomainConfig, sql: str) -> list[str]:
+    """The silver and gold tables a SQL model reads: every known table name it mentions."""
+    known = [g.name for g in cfg.gold] + [c.entity for c in cfg.contracts]
+    return [n for n in known if re.search(rf"\b{re.escape(n)}\b", sql)]
+
+
+def from_sql(cfg: DomainConfig, sql: str) -> pl.LazyFrame | None:
+    """Run a SQL model lazily with Polars' SQL engine; ``None`` while an input is missing."""
+    frames = {name: _input(cfg, name) for name in sql_inputs(cfg, sql)}
+    if any(f is None for f in frames.values()):
+        return None
+    return pl.SQLContext(frames).execute(sql)
+
+
+def from_date_dimension(cfg: DomainConfig, spec: DateDimension) -> pl.LazyFrame | None:
+    """Calendar from the first to the last date of ``spec.column``, extended by ``spec.extend``."""
+    source = _input(cfg, spec.table)
+    if source is None:
+        return None
+    day = pl.col(spec.column).cast(pl.Date)
+    bounds = source.select(day.min().alias("lo"), day.max().dt.offset_by(spec.extend).alias("hi"))
+    return date_dimension(bounds, country=spec.country)
+
+
+def define(cfg: DomainConfig, table: GoldTable, run_date: date) -> pl.LazyFrame | None:
+    """The LazyFrame of one gold table as configured (``None``: an input does not exist yet)."""
+    if table.sql is not None:
+        return from_sql(cfg, table.sql)
+    if table.date_dimension is not None:
+        return from_date_dimension(cfg, table.date_dimension)
+    builder = load_builder(table.builder or "")
+    return builder(**resolve_inputs(cfg, builder, run_date))
 
 
 def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
@@ -143,8 +182,7 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
     partitions whose content changed are rewritten: late data touching old dates
     rewrites those dates and nothing else, and a rerun rewrites nothing.
     """
-    builder = load_builder(table.builder)
-    frame = builder(**resolve_inputs(cfg, builder, run_date))
+    frame = define(cfg, table, run_date)
     if frame is None:
         log.info("gold.%s: no input yet, skipped", table.name)
         return 0

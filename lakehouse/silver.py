@@ -14,6 +14,7 @@ Two steps per entity and run:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import date
 
 import pandera.polars as pa
@@ -63,6 +64,8 @@ def _cast(src: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     if target == pl.Boolean:
         return src.str.to_lowercase().replace_strict(
             {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
+    if target == pl.String:
+        return src  # text is kept as sent: blanks can be data (a comment that starts with one)
     return src.str.strip_chars().cast(target, strict=False)
 
 
@@ -83,30 +86,65 @@ def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str,
             f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})", check="columns_present")
     raw = raw.with_columns(pl.lit(None).alias(c.bronze_name) for c in contract.columns
                            if c.bronze_name not in raw.columns)
-    casts, failures = [], []
     types = polars_schema(contract)
-    for col in contract.columns:
-        src = pl.col(col.bronze_name)
-        cast = _cast(src, raw.schema[col.bronze_name], types[col.name])
-        casts.append(cast.alias(col.name))
-        failures.append(
-            pl.when(src.is_not_null() & cast.is_null())
-            .then(pl.struct(column=pl.lit(col.name), value=src.cast(pl.String))).alias(col.name))
+    casts = [_fast_cast(raw, col.bronze_name, types[col.name]).alias(col.name) for col in contract.columns]
     lineage = [c for c in raw.columns if c.startswith("_")]
     typed = raw.with_row_index("_row").select("_row", *casts, *lineage)
-    bad = (raw.with_row_index("_row").select("_row", pl.concat_list(failures).alias("f"))
-           .explode("f").drop_nulls("f").unnest("f"))
-    return typed, bad
+    # one boolean per column and row: a value present in bronze that did not parse
+    failed = raw.select(
+        (pl.col(col.bronze_name).is_not_null() & typed.get_column(col.name).is_null()).alias(col.name)
+        for col in contract.columns)
+    bad = [raw.with_row_index("_row").filter(failed.get_column(col.name)).select(
+        "_row", pl.lit(col.name).alias("column"), pl.col(col.bronze_name).cast(pl.String).alias("value"))
+        for col in contract.columns if failed.get_column(col.name).any()]
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "column": pl.String, "value": pl.String})
+    return typed, pl.concat([empty, *bad])
 
 
-def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
-                contract: EntityContract) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate with pandera; returns (valid rows, failures with ``_row``, rule, column, value)."""
+def _fast_cast(raw: pl.DataFrame, name: str, target: pl.DataType) -> pl.Expr:
+    """``_cast``, but ISO dates (nearly all of them) parse with a fixed format: ~30x faster than
+    letting Polars infer one, which it only has to do when some value is not ISO."""
+    src, source = pl.col(name), raw.schema[name]
+    if target == pl.Date and source == pl.String:
+        iso = raw.get_column(name).str.to_date("%Y-%m-%d", strict=False)
+        if iso.null_count() == raw.get_column(name).null_count():
+            return pl.lit(iso)
+    return _cast(src, source, target)
+
+
+def version_key(contract: EntityContract) -> list[str]:
+    return [*contract.primary_key, *([contract.updated_at] if contract.updated_at else [])]
+
+
+def duplicate_versions(raw: pl.LazyFrame, contract: EntityContract) -> pl.DataFrame:
+    """Pure: typed version keys held by more than one row of a batch (streamed, small result)."""
+    schema, types = raw.collect_schema(), polars_schema(contract)
+    cols = {c.name: c for c in contract.columns}
+    keys = [_cast(pl.col(cols[k].bronze_name), schema[cols[k].bronze_name], types[k]).alias(k)
+            for k in version_key(contract) if cols[k].bronze_name in schema]
+    if len(keys) < len(version_key(contract)):
+        return pl.DataFrame(schema={k: types[k] for k in version_key(contract)})
+    return (raw.select(keys).group_by(version_key(contract)).len().filter(pl.col("len") > 1)
+            .drop("len").collect(engine="streaming"))
+
+
+def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: EntityContract,
+                duplicates: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate with pandera; returns (valid rows, failures with ``_row``, rule, column, value).
+
+    ``duplicates``: version keys found duplicated across the whole batch when it is validated
+    in chunks (``duplicate_versions``); their rows fail as pandera's own uniqueness check would.
+    """
     fails = [parse_failures.select(
         "_row", pl.lit("parse").alias("rule"), "column",
         pl.col("value").alias("offending_value"))]
+    if duplicates is not None and duplicates.height:
+        fails.append(typed.join(duplicates, on=version_key(contract), how="semi", nulls_equal=True).select(
+            "_row", pl.lit("multiple_fields_uniqueness").alias("rule"),
+            pl.lit("|".join(contract.primary_key)).alias("column"),
+            pl.lit(None, pl.String).alias("offending_value")))
     try:
-        pandera_schema(contract).validate(typed, lazy=True)
+        pandera_schema(contract, unique=duplicates is None).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         if cases["index"].null_count():
@@ -135,59 +173,83 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame,
     return valid, failed
 
 
+STAGE_CHUNK_ROWS = 1_000_000
+
+
 def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, int]:
-    """Type and validate one bronze batch; publish valid rows and quarantine rejects."""
+    """Type and validate one bronze batch; publish valid rows and quarantine rejects.
+
+    The batch is processed in chunks of ``STAGE_CHUNK_ROWS`` rows, so an initial load of any
+    size stays in bounded memory; duplicates across chunks are found in one streamed pass
+    first. The gate decides on the whole batch, and nothing is published if it blocks.
+    """
     contract = cfg.contract(entity)
     part = {"ingest_date": run_date.isoformat()}
     btable = bronze_table(contract.source, entity)
     where = f"bronze.{btable} ingest_date={part['ingest_date']}"
-    # one ingest batch is bounded by a day's volume (or the initial load): safe to collect
-    raw = storage.read(cfg.lake, "bronze", btable, part)
-    if raw is None:
-        raise QualityGateError(f"{where}: no bronze partition at {storage.data_file(cfg.lake, 'bronze', btable, part)}"
-                               "; run the extract first")
+    path = storage.data_file(cfg.lake, "bronze", btable, part)
+    if not storage.path_exists(path):
+        raise QualityGateError(f"{where}: no bronze partition at {path}; run the extract first")
+    schema, height = storage.file_schema(path), storage.file_rows(path)
     dataset = f"silver.{entity}"
     # a contract whose source is not configured (tests, rebuilds of retired sources) keeps the default
     policy = next((s.schema_drift for s in cfg.sources if s.name == contract.source), "fail")
-    drifted = schema_drift.detect(raw.schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
+    drifted = schema_drift.detect(schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
+    chunked = height > STAGE_CHUNK_ROWS
+    counts = {"valid": 0, "quarantined": 0}
+    failures: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+
+    def validated() -> Iterator[pl.DataFrame]:
+        duplicates = duplicate_versions(pl.scan_parquet(path), contract) if chunked else None
+        for raw in storage.read_batches(path, STAGE_CHUNK_ROWS):
+            typed, parse_failures = type_batch(raw, contract, where=where,
+                                               tolerate_missing_nullable=policy != "fail")
+            valid, failed = split_valid(typed, parse_failures, contract, duplicates)
+            rejected = _quarantine_rows(raw, failed, run_id, contract)
+            failures.append(failed)
+            rejects.append(rejected)
+            counts["valid"] += valid.height
+            counts["quarantined"] += rejected.height
+            extras = schema_drift.extra_columns(raw, drifted, policy)
+            keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
+            staged = valid.select("_row", *keep).join(extras, on="_row", how="left").drop("_row")
+            yield pii.tokenise(staged, [c.name for c in contract.columns if c.pii])  # kept as its token
+        _gate()  # raised here, the staged file is discarded before it is ever renamed in
+
+    def _gate() -> None:
+        failed, rejected = pl.concat(failures), pl.concat(rejects)
+        results = quality.batch_results(contract, height, failed, rejected.height)
+        results = pl.concat([results, quality.drift_result(drifted, policy)])
+        # recorded before the gate decides: a blocked batch leaves its history too
+        quality.record(cfg, dataset, run_date, results, run_id)
+        log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
+        rate = rejected.height / height if height else 0.0
+        if rate > contract.max_quarantine_rate:
+            examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()
+            raise QualityGateError(
+                f"{where}: {rejected.height}/{height} rows ({rate:.1%}) failed the contract, above "
+                f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
+                check="quarantine_rate")
+
     try:
         expected = contract.expected_rows
-        if expected and not ((expected.min or 0) <= raw.height <= (expected.max or raw.height)):
-            raise QualityGateError(f"{where}: {raw.height} rows, expected between {expected.min or 0} and "
+        if expected and not ((expected.min or 0) <= height <= (expected.max or height)):
+            raise QualityGateError(f"{where}: {height} rows, expected between {expected.min or 0} and "
                                    f"{expected.max or 'any'} (contract {contract.entity!r})", check="row_count")
-        if policy == "fail" and (drifted.added or drifted.retyped) and raw.height:
+        if policy == "fail" and (drifted.added or drifted.retyped) and height:
             raise QualityGateError(
-                f"{where}: schema drift: {drifted.describe(raw)}. Source {contract.source!r} has "
+                f"{where}: schema drift: {drifted.describe(pl.scan_parquet(path).head(STAGE_CHUNK_ROWS).collect())}. Source {contract.source!r} has "
                 "schema_drift: fail; add the columns to the contract or set schema_drift: evolve or rescue",
                 check="schema_drift")
-        typed, parse_failures = type_batch(raw, contract, where=where,
-                                           tolerate_missing_nullable=policy != "fail")
-        valid, failed = split_valid(typed, parse_failures, contract)
+        storage.publish_batches(validated(), cfg.lake, "silver", stg_table(entity), part)
     except QualityGateError as exc:
-        quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), raw.height), run_id)
+        if exc.check != "quarantine_rate":  # that one recorded its full results already
+            quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
         raise
-    pii_columns = [c.name for c in contract.columns if c.pii]
-    rejected = _quarantine_rows(raw, failed, run_id, contract)
-    results = quality.batch_results(contract, raw.height, failed, rejected.height)
-    results = pl.concat([results, quality.drift_result(drifted, policy)])
-    # recorded before the gate decides: a blocked batch leaves its history too
-    quality.record(cfg, dataset, run_date, results, run_id)
-    log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
-    rate = rejected.height / raw.height if raw.height else 0.0
-    if rate > contract.max_quarantine_rate:
-        examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()
-        raise QualityGateError(
-            f"{where}: {rejected.height}/{raw.height} rows ({rate:.1%}) failed the contract, above "
-            f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
-            check="quarantine_rate")
-    extras = schema_drift.extra_columns(raw, drifted, policy)
-    keep = [c.name for c in contract.columns] + [c for c in KEEP_LINEAGE if c in valid.columns]
-    staged = valid.select("_row", *keep).join(extras, on="_row", how="left").drop("_row")
-    staged = pii.tokenise(staged, pii_columns)  # validated on the value, kept as its token
-    storage.publish(staged, cfg.lake, "silver", stg_table(entity), part)
-    storage.publish(rejected, cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
-    log.info("%s: %d valid, %d quarantined", where, valid.height, rejected.height)
-    return {"rows_in": raw.height, "valid": valid.height, "quarantined": rejected.height}
+    storage.publish(pl.concat(rejects), cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
+    log.info("%s: %d valid, %d quarantined", where, counts["valid"], counts["quarantined"])
+    return {"rows_in": height, "valid": counts["valid"], "quarantined": counts["quarantined"]}
 
 
 def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
@@ -242,8 +304,13 @@ def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.L
     """Pure: (key, ``updated_at``) pairs whose content differs between staged batches."""
     version = [*contract.primary_key, contract.updated_at]
     content = [c.name for c in contract.columns if c.name not in version]
+    # which versions disagree is cheap to find (a hash per row); the readable details are only
+    # built for those few, not for the millions of versions that agree
+    disagree = (staged.group_by(version).agg(pl.struct(content).hash(seed=0).n_unique().alias("_hashes"))
+                .filter(pl.col("_hashes") > 1).select(version))
     return (
-        staged.group_by(version)
+        staged.join(disagree, on=version, how="semi", nulls_equal=True)
+        .group_by(version)
         .agg(pl.struct(content).n_unique().alias("_n"),
              pl.col("_source_pointer").sort().str.join(", ").alias("source_pointers"),
              pl.struct(content).sort_by("ingest_date").struct.json_encode().str.join("; ").alias("versions"))

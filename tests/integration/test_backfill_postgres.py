@@ -5,12 +5,17 @@ permanent error, so its extract fails at once (try 1, no retries), gold is not p
 for the failed days, and on-call gets one message for both days. After the file is
 fixed, ``airflow backfill create --reprocess-behavior failed`` reruns only the failed
 days, and one recovery message follows. The UI is checked on the same cluster: no
-import errors over the REST API, and a headless chromium logs in and opens the grid.
+import errors over the REST API, and a headless chromium logs in and opens the grid. On the
+same cluster: secrets are masked in real task logs, and a worker that dies under a running
+task (SIGKILL, heartbeat timeout 30 s) is retried while its frozen task process, thawed after
+the retry published, is refused by attempt fencing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import textwrap
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -63,9 +68,45 @@ def _ui_grid_screenshot(cluster: Standalone) -> None:
     assert "data-platform" in body and "build_gold" in body, body[:2000]
 
 
+FRAGILE_DAG = textwrap.dedent('''
+    import os
+    import time
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    from airflow.sdk import DAG, task
+
+    from lakehouse.dag_factory import task_callbacks
+
+    CONFIG = os.environ["FRAGILE_CONFIG_DIR"]
+    with DAG("fragile", start_date=datetime(2026, 1, 1), schedule=None,
+             default_args={**task_callbacks(CONFIG), "retries": 1, "retry_delay": timedelta(seconds=1)}):
+        @task
+        def publish_slowly(**context):
+            import polars as pl
+
+            from lakehouse import storage
+            from lakehouse.config import load_domain
+
+            try_number, box = context["ti"].try_number, Path(os.environ["FRAGILE_DIR"])
+            (box / f"try{try_number}.pid").write_text(str(os.getpid()))
+            while try_number == 1 and not (box / "go").exists():
+                time.sleep(0.2)
+            try:
+                storage.publish(pl.DataFrame({"v": [f"{context['run_id']} try {try_number}"]}),
+                                load_domain(CONFIG).lake, "silver", "fragile")
+            except storage.StaleAttempt as exc:
+                (box / f"try{try_number}.stale").write_text(str(exc))
+                raise
+
+        publish_slowly()
+''')
+
+
 def _dags_with_a_leaky_task(home: Path) -> Path:
     """The project's DAG files (symlinked: they find their config through the link) plus a
-    DAG whose task prints and logs a secret from the environment."""
+    DAG whose task prints and logs a secret from the environment, and one whose first try
+    waits to be frozen and cut off (the dead-worker scenario)."""
     from tests.security.test_secrets import LEAKY_DAG
 
     dags = home / "dags"
@@ -73,7 +114,59 @@ def _dags_with_a_leaky_task(home: Path) -> Path:
     for f in (PROJECT / "dags").glob("*.py"):
         (dags / f.name).symlink_to(f)
     (dags / "leaky.py").write_text(LEAKY_DAG)
+    (dags / "fragile.py").write_text(FRAGILE_DAG)
     return dags
+
+
+def _fragile_run(cluster: Standalone, box: Path):
+    """Trigger the fragile DAG; its try 1's task process and that process's supervisor."""
+    import psutil
+
+    for marker in box.iterdir():
+        marker.unlink()
+    run = cluster.api("POST", "dags/fragile/dagRuns", json={"logical_date": None})["dag_run_id"]
+    pid = int(wait_for(lambda: (box / "try1.pid").exists() and (box / "try1.pid").read_text(),
+                       "try 1 to start", 180, every_s=1))
+    task = psutil.Process(pid)
+    supervisor = task.parent()
+    assert supervisor is not None and "airflow" in " ".join(supervisor.cmdline()), supervisor
+    return run, task, supervisor
+
+
+def _retried_to_success(cluster: Standalone, run: str, box: Path, lake, timeout_s: float) -> None:
+    wait_for(lambda: (box / "try2.pid").exists(), "try 2 to start", timeout_s, every_s=2)
+    state = wait_for(lambda: cluster.api("GET", f"dags/fragile/dagRuns/{run}")["state"] in ("success", "failed")
+                     and cluster.api("GET", f"dags/fragile/dagRuns/{run}")["state"], "the fragile run", 180, every_s=2)
+    (ti,) = cluster.task_instances("fragile", run)
+    assert state == "success" and ti["try_number"] == 2, (state, ti)
+    assert storage.read(lake, "silver", "fragile")["v"].to_list() == [f"{run} try 2"]
+
+
+def _dead_worker_is_retried_and_its_zombie_publishes_nothing(cluster: Standalone, box: Path, lake) -> None:
+    """1. SIGKILL of try 1's running task process: Airflow marks it up for retry, try 2 publishes.
+    2. A worker cut off: try 1's task process and its supervisor (the process that heartbeats
+    for it) are frozen; with the heartbeat timeout at 30 s the scheduler gives up on try 1 and
+    try 2 runs and publishes. Then try 1 thaws and carries on: its publish is refused (attempt
+    fencing, ``storage.claim_attempt``), so the table keeps try 2's content."""
+    cluster.unpause("fragile")
+    run, task, _ = _fragile_run(cluster, box)
+    task.kill()
+    _retried_to_success(cluster, run, box, lake, 120)
+
+    run, zombie, supervisor = _fragile_run(cluster, box)
+    zombie.suspend()
+    supervisor.suspend()
+    try:
+        _retried_to_success(cluster, run, box, lake, 240)
+        (box / "go").write_text("")
+        zombie.resume()  # the supervisor stays frozen: nothing but fencing stops the zombie
+        wait_for(lambda: (box / "try1.stale").exists(), "the thawed try 1 to reach its publish", 60, every_s=1)
+        assert "superseded by try 2" in (box / "try1.stale").read_text()
+        assert storage.read(lake, "silver", "fragile")["v"].to_list() == [f"{run} try 2"]
+    finally:
+        for proc in (zombie, supervisor):
+            with contextlib.suppress(Exception):
+                proc.kill()
 
 
 def _secrets_are_masked_in_real_task_logs(cluster: Standalone, token: str, password: str) -> None:
@@ -98,11 +191,16 @@ def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgr
     landing = tiny.home / "data" / "sources" / "landing" / "inventory"
     bad, _ = _corrupt_drop_arriving_on(landing, DAYS[1])
     token, password = f"xoxb-fake-{uuid.uuid4().hex}", f"pw{uuid.uuid4().hex[:12]}"
+    box = tiny.home / "fragile"
+    box.mkdir()
     with FakeSlack() as slack, Standalone(tiny.home, postgres_url, RETAIL_API_URL=tiny.api_url,
                                           RETAIL_END_DATE=DATES[-1], SLACK_WEBHOOK_URL=slack.webhook_url,
                                           RETAIL_TRAIN_SCHEDULE="0 6 29 2 *",
                                           AIRFLOW__CORE__DAGS_FOLDER=str(_dags_with_a_leaky_task(tiny.home)),
                                           SLACK_BOT_TOKEN=token,
+                                          FRAGILE_DIR=str(box), FRAGILE_CONFIG_DIR=str(PROJECT / "configs" / "retail"),
+                                          AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
+                                          AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL="5",
                                           LEAKY_ERP_URL=f"postgresql://erp:{password}@db:5432/erp") as cluster:
         assert "postgresql" in cluster.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         cluster.unpause("retail_daily")
@@ -144,6 +242,7 @@ def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgr
 
         _ui_grid_screenshot(cluster)
         _secrets_are_masked_in_real_task_logs(cluster, token, password)
+        _dead_worker_is_retried_and_its_zombie_publishes_nothing(cluster, box, tiny.cfg.lake)
 
     # the run history the dashboard reads saw every try, day 1 once
     tries = runlog.read(tiny.cfg.lake).filter(pl.col("dag_id") == "retail_daily")

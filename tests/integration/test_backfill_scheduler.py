@@ -45,6 +45,7 @@ def _runs(env: dict[str, str], dag_id: str = "retail_daily") -> list[dict]:
     return []
 
 
+@pytest.mark.timeout(900)  # ~4.5 min alone; a loaded CI machine has stretched it past 10
 def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp_path_factory):
     tiny.advance(DAYS[-1])  # the sources as they stand when the backfill is launched
     port = free_port()

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse import bronze, storage
+from lakehouse import bronze, silver, storage
 from lakehouse.extract.files import FileError
 from tests.conftest import START, run_day_direct
 from tests.integration.test_pipeline import accounted
@@ -70,7 +70,7 @@ def test_a_broken_file_blocks_the_batch_names_the_file_and_publishes_nothing(day
     accounted(day_one.cfg)
 
 
-def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one):
+def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one, monkeypatch):
     # a tiny file: 5 bad rows of 29 would pass the 5% escalation, which has its own test
     contracts = [c.model_copy(update={"max_quarantine_rate": 0.5}) if c.entity == "inventory_counts" else c
                  for c in day_one.cfg.contracts]
@@ -108,6 +108,13 @@ def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one):
     assert "greater_than_or_equal_to(0.0)" in rules[f"{path.name}#row={first + 2}"]
     assert "parse" in rules[f"{path.name}#row={first + 3}"]
     assert f"{path.name}#row={first + 4}" not in rules  # the orphan is valid data
+
+    # validated in chunks of 7 rows (the duplicate pair now spans chunks), the batch stages
+    # and quarantines exactly the same rows as in one piece
+    before = {t: storage.content_hash(day_one.cfg.lake, "silver", t) for t in ("stg_inventory_counts", "quarantine")}
+    monkeypatch.setattr(silver, "STAGE_CHUNK_ROWS", 7)
+    silver.stage(day_one.cfg, "inventory_counts", DAY, "test")
+    assert {t: storage.content_hash(day_one.cfg.lake, "silver", t) for t in before} == before
 
     fct = storage.scan(day_one.cfg.lake, "gold", "fct_inventory_daily").collect()
     assert fct.filter(pl.col("on_hand") < 0).is_empty()  # nothing invalid in gold

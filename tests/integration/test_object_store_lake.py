@@ -124,7 +124,7 @@ i = 0
 while True:
     i += 1
     frame = pl.DataFrame({"version": [i] * rows, "row": range(rows)})
-    storage.publish(frame, lake, "gold", "torn", {"day": "2026-01-01"})
+    storage.publish(frame, lake, "silver", "torn", {"day": "2026-01-01"})
     print(i, flush=True)
 """
 
@@ -135,8 +135,8 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     objects keep the guarantee: a writer is killed with SIGKILL at random points while a
     reader loops over the table; every read is one whole version."""
     lake = f"s3://{BUCKET}/torn"
-    rows = 300_000  # a few MB: uploads take long enough to be killed mid-way
-    storage.publish(pl.DataFrame({"version": [0] * rows, "row": range(rows)}), lake, "gold", "torn",
+    rows = 300_000  # ~350 KB of zstd (silver): uploads take long enough to be killed mid-way
+    storage.publish(pl.DataFrame({"version": [0] * rows, "row": range(rows)}), lake, "silver", "torn",
                     {"day": "2026-01-01"})
     seen: set[int] = set()
     errors: list[str] = []
@@ -145,7 +145,7 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     def reader() -> None:
         while not stop.is_set():
             try:
-                got = storage.scan(lake, "gold", "torn").select(
+                got = storage.scan(lake, "silver", "torn").select(
                     pl.col("version").n_unique().alias("versions"), pl.col("version").first(),
                     pl.len().alias("rows")).collect()
             except Exception as exc:  # any read error is the failure under test
@@ -174,10 +174,10 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     assert not errors, errors[:3]
     assert published >= 3, "the writer never completed a publish: the test proves nothing"
     assert len(seen) >= 2, f"the reader saw only versions {seen}"
-    final = storage.scan(lake, "gold", "torn").collect()
+    final = storage.scan(lake, "silver", "torn").collect()
     assert final["version"].n_unique() == 1 and final.height == rows
     # a killed upload leaves no visible object; vacuum then keeps only the current one
-    current = storage.data_file(lake, "gold", "torn", {"day": "2026-01-01"})
+    current = storage.data_file(lake, "silver", "torn", {"day": "2026-01-01"})
     assert storage.vacuum(lake, grace_hours=1) == []  # superseded just now: a reader may hold one
     removed = storage.vacuum(lake, grace_hours=0)
     assert len(removed) >= published
