@@ -164,10 +164,14 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
         for _ in range(6):
             writer = subprocess.Popen([sys.executable, "-c", _WRITER, lake, str(rows)], env=env,
                                       stdout=subprocess.PIPE, text=True)
-            time.sleep(rng.uniform(2.0, 5.0))
+            # the kill timer starts at the writer's first publish: a loaded machine can take
+            # longer than any fixed sleep to import the writer (CI once killed 6 before that)
+            first = writer.stdout.readline()
+            assert first, f"the writer died before publishing (exit {writer.wait()})"
+            time.sleep(rng.uniform(0.2, 2.5))
             os.kill(writer.pid, signal.SIGKILL)
             out, _ = writer.communicate(timeout=10)
-            published += len(out.split())
+            published += len((first + out).split())
     finally:
         stop.set()
         thread.join(30)
