@@ -8,8 +8,12 @@ PY := .venv/bin/python
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
+# --compile-bytecode: machines that set PYTHONDONTWRITEBYTECODE (these do) otherwise compile every
+# library on every import; each Airflow task process paid ~4 s for it (airflow.sdk 7.5 s -> 2.7 s,
+# pandera.polars 3.6 s -> 1.5 s). ~35 s once on a clean clone, ~1.5 s when up to date.
 setup: | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
+	@$(PY) -m compileall -q lakehouse pipelines dags tests benchmarks >/dev/null
 	@$(MAKE) --no-print-directory browser
 	@command -v checkov >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/checkov" ] || \
 	  $(UV) tool install --quiet "checkov==3.3.30" || echo "note: checkov not installed; its test skips locally"
