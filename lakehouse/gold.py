@@ -187,10 +187,11 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
         log.info("gold.%s: no input yet, skipped", table.name)
         return 0
     if table.partition_by:
-        counts = storage.publish_partitioned(frame, cfg.lake, "gold", table.name, table.partition_by)
+        counts = storage.publish_partitioned(frame, cfg.lake, "gold", table.name, table.partition_by,
+                                             sort_by=table.sort_by)
         log.info("gold.%s partitions: %s", table.name, counts)
     else:
-        storage.publish(frame, cfg.lake, "gold", table.name)
+        storage.publish(frame.sort(table.sort_by) if table.sort_by else frame, cfg.lake, "gold", table.name)
     rows = storage.row_count(cfg.lake, "gold", table.name)
     log.info("gold.%s: %d rows", table.name, rows)
     return rows

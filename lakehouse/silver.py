@@ -295,9 +295,27 @@ def build(cfg: DomainConfig, entity: str) -> int:
         staged = staged.join(conflicts.select(pl.col("_key").str.json_decode(
             pl.Struct({k: staged.collect_schema()[k] for k in version})).struct.unnest()),
             on=version, how="anti", nulls_equal=True)
-    lf = history(staged, contract, cfg.timezone)
-    storage.publish(lf, cfg.lake, "silver", entity)
+    rows = storage.row_count(cfg.lake, "silver", stg_table(entity))
+    if rows > BUILD_BUCKET_ROWS and key_local(contract):
+        # a key's whole history is in one bucket: each bucket is built in memory on its own
+        buckets = -(-rows // BUILD_BUCKET_ROWS)
+        with storage.spill_buckets(staged, cfg.lake, contract.primary_key, buckets) as parts:
+            storage.publish_batches((history(p, contract, cfg.timezone).collect() for p in parts),
+                                    cfg.lake, "silver", entity)
+    else:
+        storage.publish(history(staged, contract, cfg.timezone), cfg.lake, "silver", entity)
     return storage.row_count(cfg.lake, "silver", entity)
+
+
+# Above this many staged rows, ``build`` works in hash buckets of the key (bounded memory: the
+# sort behind latest/SCD2 held ~650 bytes per row, 3.9 GB for TPC-H SF1's 6 M order lines)
+BUILD_BUCKET_ROWS = 2_000_000
+
+
+def key_local(contract: EntityContract) -> bool:
+    """Whether a key's silver rows depend on that key's staged rows alone. Deletes inferred from
+    snapshots do not: a key is deleted by a later batch that lacks it, whatever bucket it's in."""
+    return not (contract.deletes and not contract.deletes.flag_column)
 
 
 def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.LazyFrame:

@@ -374,7 +374,8 @@ def publish_batches(
     return rows
 
 
-def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str) -> dict[str, int]:
+def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str,
+                        sort_by: list[str] | None = None) -> dict[str, int]:
     """Publish ``frame`` as the whole table, one partition per value of ``by``, rewriting only what changed.
 
     The frame is streamed into a staging area (one file per partition), then each
@@ -384,16 +385,17 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     longer has are retired (see ``retire``). Each partition is atomic; a reader querying
     during the swap may see some partitions of the new state next to others of the old
     one, as with any Hive-partitioned table. Returns counts of ``written``, ``unchanged``
-    and ``retired``.
+    and ``retired``. ``sort_by`` orders the rows of each partition (one partition in memory at a
+    time), which also makes the bytes of an unchanged partition identical from run to run.
     """
     _check_name("partition key", by)
-    # same file system as the table locally, so the swap is a rename; any local disk otherwise
-    staging = (Path(tempfile.gettempdir()) / "lakehouse-staging" if is_remote(lake)
-               else Path(state_dir(lake)) / "_staging") / uuid.uuid4().hex
+    staging = _scratch(lake)  # same file system as the table locally: the swap is a rename
     try:
         frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=False), mkdir=True,
                            compression=codec(layer), statistics=True)
         staged = {d.name.split("=", 1)[1]: next(d.glob("*.parquet")) for d in staging.glob(f"{by}=*")}
+        for new in staged.values() if sort_by else ():
+            pl.read_parquet(new).sort(sort_by).write_parquet(new, compression=codec(layer), statistics=True)
         counts = {"written": 0, "unchanged": 0, "retired": 0}
         for value, new in sorted(staged.items()):
             old = data_file(lake, layer, table, {by: value})
@@ -409,6 +411,30 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
         return counts
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _scratch(lake: Location) -> Path:
+    """A private local folder for intermediate files (same file system as the lake on disk)."""
+    return (Path(tempfile.gettempdir()) / "lakehouse-staging" if is_remote(lake)
+            else Path(state_dir(lake)) / "_staging") / uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def spill_buckets(frame: pl.LazyFrame, lake: Location, key: list[str], buckets: int) -> Iterator[list[pl.LazyFrame]]:
+    """Split ``frame`` by a hash of ``key`` into ``buckets`` local files in one streamed pass.
+
+    Yields one LazyFrame per non-empty bucket: every row of a key is in the same bucket, so a
+    computation that is local to a key (latest version, SCD2 history) can run bucket by
+    bucket in ``1/buckets`` of the memory. The files are removed on exit.
+    """
+    scratch = _scratch(lake)
+    try:
+        frame.with_columns(_bucket=pl.struct(key).hash(seed=0) % buckets).sink_parquet(
+            pl.PartitionBy(scratch, key="_bucket", include_key=False), mkdir=True, compression="lz4")
+        files = sorted(scratch.glob("_bucket=*/*.parquet"), key=lambda f: int(f.parent.name.split("=", 1)[1]))
+        yield [pl.scan_parquet(f) for f in files]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _same_bytes(published: Location, new: Path) -> bool:
