@@ -393,7 +393,12 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     try:
         frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=False), mkdir=True,
                            compression=codec(layer), statistics=True)
-        staged = {d.name.split("=", 1)[1]: next(d.glob("*.parquet")) for d in staging.glob(f"{by}=*")}
+        staged = {}
+        for d in staging.glob(f"{by}=*"):
+            found = list(d.glob("*.parquet"))
+            if len(found) != 1:  # Polars may split a partition by size: never publish a part of one
+                raise StorageError(f"{layer}.{table}: the sink wrote {len(found)} files for {d.name}; expected 1")
+            staged[d.name.split("=", 1)[1]] = found[0]
         for new in staged.values() if sort_by else ():
             pl.read_parquet(new).sort(sort_by).write_parquet(new, compression=codec(layer), statistics=True)
         counts = {"written": 0, "unchanged": 0, "retired": 0}
