@@ -180,8 +180,12 @@ def run(scale: float, work: Path, repeats: int) -> dict:
     results["lakehouse_lineitem_silver"] = measure(
         "lakehouse lineitem->silver", LAKEHOUSE_LINEITEM.format(day=LAST_ORDER_DATE),
         env | {"LAKEHOUSE_HOME": str(lineitem_home)})
-    results["pandas_lineitem_silver"] = measure("pandas lineitem->silver",
-                                                PANDAS_LINEITEM.format(landing=landing, out=work))
+    try:
+        results["pandas_lineitem_silver"] = measure("pandas lineitem->silver",
+                                                    PANDAS_LINEITEM.format(landing=landing, out=work))
+    except RuntimeError as exc:  # at SF10 the naive peer holds ~60 M rows of text: it may not fit
+        print(f"  pandas lineitem->silver did not finish: {str(exc)[:300]}", flush=True)
+        results["pandas_lineitem_silver"] = {"failed": str(exc).splitlines()[-1][:200] if str(exc) else "killed"}
     print(f"22 queries, {repeats} timed runs each", flush=True)
     os.environ.update(env)
     from lakehouse.catalog import build_catalog
@@ -225,12 +229,17 @@ def report(figures: dict) -> str:
                         ("lakehouse_lineitem_silver", "lakehouse: lineitem drops -> bronze -> silver"),
                         ("pandas_lineitem_silver", "pandas: lineitem drops -> typed, checked, deduplicated Parquet")):
         r = s[name]
+        if "failed" in r:
+            lines.append(f"| {label} | did not finish: {r['failed']} | | |")
+            continue
         lines.append(f"| {label} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['seconds'] / floor:.2f}x |")
-    speedup = s["pandas_lineitem_silver"]["seconds"] / s["lakehouse_lineitem_silver"]["seconds"]
+    peer = s["pandas_lineitem_silver"]
+    versus = (f"the lakehouse is **{peer['seconds'] / s['lakehouse_lineitem_silver']['seconds']:.2f}x** as fast "
+              "as the pandas peer" if "failed" not in peer else "the pandas peer did not finish")
     lines += [
         "",
         f"- End to end: **{s['lakehouse']['seconds'] / floor:.2f}x** the DuckDB copy (target: at most 3x).",
-        f"- Lineitem bronze -> silver: the lakehouse is **{speedup:.2f}x** as fast as the pandas peer "
+        f"- Lineitem bronze -> silver: {versus} "
         "(target: at least 5x), while also hashing lineage, keeping an immutable bronze copy and "
         "recording quality history.",
         "",
