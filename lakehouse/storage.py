@@ -436,8 +436,8 @@ def spill_buckets(frame: pl.LazyFrame, lake: Location, key: list[str], buckets: 
     try:
         frame.with_columns(_bucket=pl.struct(key).hash(seed=0) % buckets).sink_parquet(
             pl.PartitionBy(scratch, key="_bucket", include_key=False), mkdir=True, compression="lz4")
-        files = sorted(scratch.glob("_bucket=*/*.parquet"), key=lambda f: int(f.parent.name.split("=", 1)[1]))
-        yield [pl.scan_parquet(f) for f in files]
+        dirs = sorted(scratch.glob("_bucket=*"), key=lambda d: int(d.name.split("=", 1)[1]))
+        yield [pl.scan_parquet(sorted(d.glob("*.parquet"))) for d in dirs]  # all of a bucket's files
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
