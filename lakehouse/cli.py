@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from lakehouse.airflow_env import PROJECT
@@ -58,25 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from lakehouse import tasks
+    from lakehouse.config import load_domain
 
     config_dir = str(_config_dir(args.domain))
-    cfg = tasks._cfg(config_dir)
+    cfg = load_domain(config_dir)
     if args.command == "run":
-        run_id = f"cli/{args.date}"
-        out = {s.name: tasks.extract(config_dir, s.name, args.date, run_id, args.force_extract)
-               for s in cfg.sources}
-        out |= {c.entity: tasks.silver(config_dir, c.entity, args.date, run_id) for c in cfg.contracts}
-        out["gold"] = tasks.gold(config_dir, args.date)
-        out["quality"] = tasks.quality(config_dir, args.date, run_id)
-        out["catalog"] = tasks.catalog(config_dir)
-        if cfg.ml:
-            try:
-                out["forecast"] = tasks.score(config_dir, args.date)
-            except tasks.NoChampion as exc:
-                out["forecast"] = str(exc)
-        print(json.dumps(out, indent=1, default=str))
+        _run_command(cfg, args)
     elif args.command == "catalog":
-        print(tasks.catalog(config_dir))
+        from lakehouse.catalog import build_catalog
+
+        print(build_catalog(cfg))
     elif args.command == "rebuild":
         from lakehouse.rebuild import rebuild
 
@@ -99,9 +90,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"no open incident {args.resolve!r}")
         print(json.dumps(alerts.open_incidents(), indent=1))
     elif args.command == "quarantine":
-        print(json.dumps(tasks.replay(config_dir, args.entity, args.since), indent=1, default=str))
+        print(json.dumps(tasks.replay(cfg, args.entity, args.since), indent=1, default=str))
     elif args.command == "retention":
-        print(json.dumps(tasks.retention(config_dir, args.date)))
+        from lakehouse.retention import apply_retention
+
+        print(json.dumps(apply_retention(cfg, args.date)))
     elif args.command == "sql":
         import polars as pl
 
@@ -120,10 +113,42 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(layer_hashes(cfg.lake), indent=1))
 
 
+def _run_command(cfg, args: argparse.Namespace) -> None:
+    """Run one date's daily steps in declared order; every task's outcome is printed and
+    recorded in the run history (``lakehouse status``), and a failure exits non-zero after
+    every independent task has run."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from lakehouse import runlog, steps
+
+    # unique per invocation: two CLI runs of one date (a race, a rerun) are two runs in the history
+    run_id = f"cli/{args.date}/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    ctx = steps.RunContext(cfg=cfg, run_date=args.date, run_id=run_id, force_extract=args.force_extract)
+
+    def record(outcome: steps.Outcome) -> None:
+        end = datetime.now(UTC)
+        runlog.record(cfg.lake, {
+            "dag_id": f"{cfg.name}_daily", "run_id": run_id, "run_type": "cli",
+            "business_date": args.date.isoformat(), "task_id": outcome.task_id, "try_number": 1,
+            "state": outcome.state, "start": (end - timedelta(seconds=outcome.seconds)).isoformat(),
+            "end": end.isoformat(), "seconds": round(outcome.seconds, 3),
+            "error": str(outcome.error or "")[:300] or None})
+
+    outcomes = steps.run_local(steps.DAILY, ctx, on_outcome=record, raise_on_failure=False)
+    print(json.dumps({k: {"state": o.state, "seconds": round(o.seconds, 2),
+                          **({"result": o.result} if o.result is not None else {}),
+                          **({"error": f"{type(o.error).__name__}: {o.error}"} if o.error else {})}
+                      for k, o in outcomes.items()}, indent=1, default=str))
+    failed = [k for k, o in outcomes.items() if o.state == "failed"]
+    if failed:
+        raise SystemExit(f"lakehouse run {args.date}: {len(failed)} task(s) failed: {', '.join(failed)}")
+
+
 def _model_command(cfg, args: argparse.Namespace) -> object:
     from lakehouse import registry, tasks
 
-    name = args.name or tasks._forecast_module(cfg).MODEL_NAME
+    name = args.name or tasks.forecast_module(cfg).MODEL_NAME
     today = args.on or date.today()
     if args.action == "promote":
         if not args.version:

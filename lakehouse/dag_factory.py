@@ -1,6 +1,6 @@
-"""Build a domain's daily DAG from its configuration.
+"""Build a domain's DAGs from its configuration and the declared step list (``lakehouse.steps``).
 
-Daily shape (ADR 0004): ``extract_<source>`` -> ``silver_<entity>`` -> ``build_gold``
+Daily shape (ADR 0004, declared in ``steps.DAILY``): ``extract_<source>`` -> ``silver_<entity>`` -> ``build_gold``
 -> ``publish_catalog`` -> ``apply_retention``, ``score_forecast`` and ``check_freshness``
 -> ``announce_backfill`` and ``write_report`` (the HTML health dashboard). Every task
 try is recorded in the lake's run history (``lakehouse.runlog``) for that dashboard. The business date is the start of the run's data interval
@@ -118,11 +118,66 @@ def gold_history_asset(domain: str):
     return Asset(name=f"{domain}_gold_history", uri=f"lakehouse://{domain}/gold/history")
 
 
-def build_dag(config_dir: str | Path):
-    """A DAG for one domain; only config is read here, nothing heavy is imported."""
-    from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
+def _asset(kind: str, domain: str):
+    assets = {"gold_history": gold_history_asset}
+    return assets[kind](domain)
 
-    from lakehouse import alerts, tasks
+
+def _run_step(step, item: str | None, config_dir: str, tz: str, params: dict | None,
+              run_date_of=None):
+    """Body of every task: build the run's context, call the step's action, and map its
+    outcome onto Airflow (``Skipped`` -> skipped; permanent errors of a ``fail_fast`` step
+    fail at once, without retries)."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lakehouse.steps import RunContext
+    from lakehouse.tasks import Skipped
+
+    context = get_current_context()
+    run_date = (run_date_of or business_date)(tz)
+    ctx = RunContext(cfg=load_domain(config_dir), run_date=run_date, run_id=_run_id(),
+                     force_extract=bool((params or {}).get("force_extract", False)), airflow=context)
+    call = _fail_fast(step.call) if step.fail_fast else step.call
+    try:
+        return call(ctx, item)
+    except Skipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
+def _add_tasks(steps: list, cfg, config_dir: str, run_date_of=None) -> dict:
+    """One Airflow task per step (and per source or entity it fans out over), wired as declared."""
+    from airflow.sdk import task
+
+    from lakehouse.steps import upstream_task_ids
+
+    nodes = {}
+    for step in steps:
+        for item in step.items(cfg):
+            options: dict = {"task_id": step.task_id(item), "trigger_rule": step.trigger_rule,
+                             "doc_md": step.doc or None}
+            if step.retries is not None:
+                options["retries"] = step.retries
+            if step.outlets:
+                options["outlets"] = [_asset(kind, cfg.name) for kind in step.outlets]
+
+            @task(**options)
+            def run(step=step, item=item, params: dict | None = None):
+                return _run_step(step, item, config_dir, cfg.timezone, params, run_date_of)
+
+            node = run()
+            for up in upstream_task_ids(steps, step, item, cfg):
+                nodes[up] >> node
+            nodes[step.task_id(item)] = node
+    return nodes
+
+
+def build_dag(config_dir: str | Path):
+    """A DAG for one domain from the declared daily steps; only config is read here."""
+    from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+    from lakehouse import alerts
+    from lakehouse.steps import DAILY, select
 
     config_dir = str(config_dir)
     cfg = load_domain(config_dir)
@@ -143,106 +198,27 @@ def build_dag(config_dir: str | Path):
         tags=["lakehouse", cfg.name],
         doc_md=__doc__,
     ) as dag:
-        extracts = {}
-        for source in cfg.sources:
-            @task(task_id=f"extract_{source.name}", pool="default_pool")
-            @_fail_fast
-            def extract(source_name: str = source.name, params: dict | None = None) -> dict:
-                force = bool((params or {}).get("force_extract", False))
-                return tasks.extract(config_dir, source_name, business_date(tz), _run_id(), force)
-
-            extracts[source.name] = extract()
-
-        silvers = []
-        for contract in cfg.contracts:
-            @task(task_id=f"silver_{contract.entity}", retries=0)
-            @_fail_fast
-            def silver(entity: str = contract.entity) -> dict:
-                return tasks.silver(config_dir, entity, business_date(tz), _run_id())
-
-            node = silver()
-            extracts[contract.source] >> node
-            silvers.append(node)
-
-        @task(task_id="build_gold")
-        def build_gold() -> dict:
-            return tasks.gold(config_dir, business_date(tz))
-
-        @task(task_id="publish_catalog")
-        def publish_catalog() -> str:
-            return tasks.catalog(config_dir)
-
-        # tier 3: statistical checks of gold's daily metrics; flags alert, never fail the run
-        @task(task_id="check_quality")
-        def check_quality() -> dict:
-            return tasks.quality(config_dir, business_date(tz), _run_id())
-
-        @task(task_id="check_freshness")
-        def check_freshness() -> dict:
-            return tasks.freshness(config_dir, business_date(tz))
-
-        # none_failed: the dashboard is most useful on the days something was skipped
-        @task(task_id="write_report", trigger_rule="none_failed", retries=0)
-        def write_report() -> str:
-            return tasks.report(config_dir, business_date(tz))
-
-        @task(task_id="apply_retention")
-        def apply_retention() -> dict:
-            return tasks.retention(config_dir, business_date(tz))
-
-        @task(task_id="score_forecast")
-        def score_forecast() -> dict:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            try:
-                return tasks.score(config_dir, business_date(tz))
-            except tasks.NoChampion as exc:
-                raise AirflowSkipException(str(exc)) from exc
-
-        # none_failed: a skipped scoring (no model yet) must not stop the announcement
-        @task(task_id="announce_backfill", outlets=[gold_history_asset(cfg.name)],
-              trigger_rule="none_failed", retries=0)
-        def announce_backfill() -> str:
-            from airflow.sdk import get_current_context
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            from lakehouse.backfill import should_announce
-
-            ctx = get_current_context()
-            ti, dag_id = ctx["ti"], ctx["dag"].dag_id
-
-            def states() -> dict[str, str | None]:
-                found = ti.get_task_states(dag_id=dag_id, task_ids=["announce_backfill"])
-                return {run: tasks_.get("announce_backfill") for run, tasks_ in found.items()}
-
-            announce, why = should_announce(load_domain(config_dir).lake, dag_id, ctx["run_id"], states)
-            if not announce:
-                raise AirflowSkipException(why)  # a skipped task emits no asset event
-            return why
-
-        gold = build_gold()
-        silvers >> gold
-        catalog = publish_catalog()
-        gold >> catalog
-        retention = apply_retention()
-        # a domain without ml: (e.g. tpch) has no model to score with
-        scored = [score_forecast()] if cfg.ml else []
-        fresh = check_freshness()
-        checked = check_quality()
-        gold >> checked
-        catalog >> [retention, *scored, fresh]
-        [retention, *scored] >> announce_backfill()
-        [retention, *scored, fresh, checked] >> write_report()
+        _add_tasks(select(DAILY, cfg), cfg, config_dir)
     return dag
+
+
+def _training_date(tz: str) -> date | None:
+    """A weekly training run's date (its logical date in the domain timezone); an
+    asset-triggered run has no logical date."""
+    from airflow.sdk import get_current_context
+
+    logical = get_current_context().get("logical_date")
+    return _business_date_of(logical, tz) if logical else None
 
 
 def build_training_dag(config_dir: str | Path):
     """The domain's training DAG: weekly, and once when a backfill of the daily DAG finishes."""
-    from airflow.sdk import DAG, task
+    from airflow.sdk import DAG
     from airflow.timetables.assets import AssetOrTimeSchedule
     from airflow.timetables.trigger import CronTriggerTimetable
 
-    from lakehouse import alerts, tasks
+    from lakehouse import alerts
+    from lakehouse.steps import TRAINING, select
 
     config_dir = str(config_dir)
     cfg = load_domain(config_dir)
@@ -263,20 +239,5 @@ def build_training_dag(config_dir: str | Path):
         tags=["lakehouse", cfg.name, "ml"],
         doc_md=__doc__,
     ) as dag:
-        @task(task_id="train_forecast")
-        def train_forecast() -> dict:
-            from airflow.sdk import get_current_context
-
-            # a weekly run trains on the day before it fires; an asset-triggered run has no
-            # logical date and trains on everything the lake holds
-            logical = get_current_context().get("logical_date")
-            as_of = logical.astimezone(ZoneInfo(tz)).date() - timedelta(days=1) if logical else None
-            try:
-                return tasks.train(config_dir, as_of)
-            except tasks.NoData as exc:
-                from airflow.sdk.exceptions import AirflowSkipException
-
-                raise AirflowSkipException(str(exc)) from exc
-
-        train_forecast()
+        _add_tasks(select(TRAINING, cfg), cfg, config_dir, run_date_of=_training_date)
     return dag

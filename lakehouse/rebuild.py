@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from lakehouse import catalog, gold, silver, storage
+from lakehouse import silver, steps, storage
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig
 
@@ -22,18 +22,24 @@ log = logging.getLogger(__name__)
 
 
 def rebuild(cfg: DomainConfig, run_id: str = "rebuild") -> dict[str, int]:
-    """Rebuild silver and gold from every bronze partition; returns rows per silver entity."""
-    latest: date | None = None
-    rows: dict[str, int] = {}
+    """Rebuild silver and gold from every bronze partition; returns rows per silver entity.
+
+    Every bronze batch but the newest date's is re-staged first; then the daily pipeline's
+    own steps from silver to the catalog (``steps.REBUILD_STEPS``) run for the newest date,
+    which stages its batch and builds silver, gold and the catalog from everything staged.
+    """
+    days = sorted({date.fromisoformat(p["ingest_date"]) for c in cfg.contracts
+                   for p in storage.partitions(cfg.lake, "bronze", bronze_table(c.source, c.entity))})
+    if not days:
+        return {c.entity: silver.build(cfg, c.entity) for c in cfg.contracts}
     for contract in cfg.contracts:
         table = bronze_table(contract.source, contract.entity)
         for part in storage.partitions(cfg.lake, "bronze", table):
             day = date.fromisoformat(part["ingest_date"])
-            silver.stage(cfg, contract.entity, day, run_id)
-            latest = max(latest or day, day)
-        rows[contract.entity] = silver.build(cfg, contract.entity)
-    if latest is not None:
-        gold.build_all(cfg, latest)
-        catalog.build_catalog(cfg)
+            if day != days[-1]:
+                silver.stage(cfg, contract.entity, day, run_id)
+    ctx = steps.RunContext(cfg=cfg, run_date=days[-1], run_id=run_id)
+    outcomes = steps.run_local(steps.DAILY, ctx, only=steps.REBUILD_STEPS)
+    rows = {c.entity: outcomes[f"silver_{c.entity}"].result["silver_rows"] for c in cfg.contracts}
     log.info("rebuilt silver and gold from bronze: %s", rows)
     return rows

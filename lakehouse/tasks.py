@@ -1,97 +1,142 @@
-"""What each Airflow task does: resolve config and the business date, call one function.
+"""The actions of the pipeline's steps (``lakehouse.steps`` declares their order).
 
-Kept apart from the DAG factory so DAG files import nothing heavy at parse time
-(polars, duckdb, xgboost load only when a task runs), and so the same steps can
-run outside Airflow (``lakehouse`` CLI, tests).
+Each action takes the run's ``RunContext`` (domain config, business date, run id) and calls
+one function of the framework. Kept apart from the DAG factory so DAG files import nothing
+heavy at parse time (polars, duckdb, xgboost load only when a task runs), and so the same
+actions run outside Airflow (``lakehouse`` CLI, rebuild, tests) through ``steps.run_local``.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakehouse.config import DomainConfig, load_domain
+from lakehouse.config import DomainConfig
+
+if TYPE_CHECKING:
+    from lakehouse.steps import RunContext
 
 log = logging.getLogger(__name__)
 
 
-def _cfg(config_dir: str | Path) -> DomainConfig:
-    return load_domain(config_dir)
+class Skipped(Exception):
+    """The step has nothing to do on this run (Airflow marks the task skipped)."""
 
 
-def extract(config_dir: str, source: str, run_date: date, run_id: str, force: bool = False) -> dict:
+class NoData(Skipped, LookupError):
+    """Nothing to train on yet (a fresh lake)."""
+
+
+class NoChampion(Skipped, LookupError):
+    """No model served on the business date yet (train one first)."""
+
+
+def extract(ctx: RunContext, source: str) -> dict:
     from lakehouse import bronze
 
-    return bronze.ingest(_cfg(config_dir), source, run_date, run_id, force=force)
+    return bronze.ingest(ctx.cfg, source, ctx.run_date, ctx.run_id, force=ctx.force_extract)
 
 
-def silver(config_dir: str, entity: str, run_date: date, run_id: str) -> dict:
+def silver(ctx: RunContext, entity: str) -> dict:
     from lakehouse import silver as silver_layer
     from lakehouse.storage import locked
 
-    cfg = _cfg(config_dir)
     # runs for other dates may stage the same entity concurrently; building under the lock
     # means the last build sees every batch staged before it, so the final table has them all
-    with locked(cfg.lake, f"silver_{entity}"):
-        staged = silver_layer.stage(cfg, entity, run_date, run_id)
-        return staged | {"silver_rows": silver_layer.build(cfg, entity)}
+    with locked(ctx.cfg.lake, f"silver_{entity}"):
+        staged = silver_layer.stage(ctx.cfg, entity, ctx.run_date, ctx.run_id)
+        return staged | {"silver_rows": silver_layer.build(ctx.cfg, entity)}
 
 
-def gold(config_dir: str, run_date: date) -> dict:
+def gold(ctx: RunContext) -> dict:
     from lakehouse import gold as gold_layer
 
-    return gold_layer.build_all(_cfg(config_dir), run_date)
+    return gold_layer.build_all(ctx.cfg, ctx.run_date)
 
 
-def catalog(config_dir: str) -> str:
+def catalog(ctx: RunContext) -> str:
     from lakehouse.catalog import build_catalog
 
-    return str(build_catalog(_cfg(config_dir)))
+    return str(build_catalog(ctx.cfg))
 
 
-def freshness(config_dir: str, run_date: date) -> dict:
+def freshness(ctx: RunContext) -> dict:
     """Check every freshness window against the run's date; stale tables alert, never block."""
     from lakehouse import freshness as fresh
 
-    cfg = _cfg(config_dir)
-    return fresh.alert(cfg, fresh.check(cfg, run_date), run_date)
+    return fresh.alert(ctx.cfg, fresh.check(ctx.cfg, ctx.run_date), ctx.run_date)
 
 
-def quality(config_dir: str, run_date: date, run_id: str) -> dict:
+def quality(ctx: RunContext) -> dict:
     """Tier-3 statistical checks of the day's gold metrics (recorded, alerted, never blocking)."""
     from lakehouse.quality import statistical_checks
 
-    return statistical_checks(_cfg(config_dir), run_date, run_id)
+    return statistical_checks(ctx.cfg, ctx.run_date, ctx.run_id)
 
 
-def replay(config_dir: str, entity: str, since: date) -> dict:
-    """Promote quarantined rows that pass the current contract; then gold and the catalog follow."""
-    from lakehouse.replay import replay as replay_quarantine
-
-    cfg = _cfg(config_dir)
-    out = replay_quarantine(cfg, entity, since)
-    latest = latest_business_date(cfg)
-    if out["promoted"] and latest is not None:
-        out["gold"] = gold(config_dir, latest)
-        out["catalog"] = catalog(config_dir)
-    return out
-
-
-def report(config_dir: str, run_date: date) -> str:
+def report(ctx: RunContext) -> str:
     """Rewrite the HTML health dashboard, freshness measured as of the run's date."""
     from lakehouse.report import write_report
 
-    return str(write_report(_cfg(config_dir), as_of=run_date))
+    return str(write_report(ctx.cfg, as_of=ctx.run_date))
 
 
-def retention(config_dir: str, run_date: date) -> dict:
+def retention(ctx: RunContext) -> dict:
     from lakehouse.retention import apply_retention
 
-    return apply_retention(_cfg(config_dir), run_date)
+    return apply_retention(ctx.cfg, ctx.run_date)
 
 
-def _forecast_module(cfg: DomainConfig):
+def score(ctx: RunContext) -> dict:
+    """Forecast with the champion that served on the run's date; idempotent per date."""
+    return score_date(ctx.cfg, ctx.run_date)
+
+
+def announce_backfill(ctx: RunContext) -> str:
+    """Emit the gold-history asset from a backfill's last run only (``lakehouse.backfill``).
+
+    Outside Airflow there is no backfill to announce, so the step is skipped there."""
+    if ctx.airflow is None:
+        raise Skipped("not an Airflow run: no backfill to announce")
+    from lakehouse.backfill import should_announce
+
+    ti, dag_id = ctx.airflow["ti"], ctx.airflow["dag"].dag_id
+
+    def states() -> dict[str, str | None]:
+        found = ti.get_task_states(dag_id=dag_id, task_ids=["announce_backfill"])
+        return {run: tasks_.get("announce_backfill") for run, tasks_ in found.items()}
+
+    announce, why = should_announce(ctx.cfg.lake, dag_id, ctx.airflow["run_id"], states)
+    if not announce:
+        raise Skipped(why)  # a skipped task emits no asset event
+    return why
+
+
+def train_step(ctx: RunContext) -> dict:
+    """The training pipeline's step: a weekly run trains on the day before it fires; a run
+    without a business date (asset-triggered after a backfill) on everything the lake holds."""
+    from datetime import timedelta
+
+    as_of = ctx.run_date - timedelta(days=1) if ctx.run_date else None
+    return train(ctx.cfg, as_of)
+
+
+def replay(cfg: DomainConfig, entity: str, since: date) -> dict:
+    """Promote quarantined rows that pass the current contract; then gold and the catalog follow."""
+    from lakehouse.catalog import build_catalog
+    from lakehouse.gold import build_all
+    from lakehouse.replay import replay as replay_quarantine
+
+    out = replay_quarantine(cfg, entity, since)
+    latest = latest_business_date(cfg)
+    if out["promoted"] and latest is not None:
+        out["gold"] = build_all(cfg, latest)
+        out["catalog"] = str(build_catalog(cfg))
+    return out
+
+
+def forecast_module(cfg: DomainConfig):
     import importlib
 
     return importlib.import_module(f"pipelines.{cfg.name}.forecast")
@@ -106,7 +151,7 @@ def latest_business_date(cfg: DomainConfig) -> date | None:
     return max(found, default=None)
 
 
-def train(config_dir: str, as_of: date | None = None) -> dict:
+def train(cfg: DomainConfig, as_of: date | None = None) -> dict:
     """Train (and maybe promote) on what the lake knew at ``as_of``.
 
     ``as_of`` defaults to the newest business date in silver: a training run
@@ -115,32 +160,22 @@ def train(config_dir: str, as_of: date | None = None) -> dict:
     """
     from lakehouse.catalog import connect_read_only, refresh_catalog
 
-    cfg = _cfg(config_dir)
     latest = latest_business_date(cfg)
     if latest is None:
         raise NoData(f"{cfg.name}: nothing in silver yet; the daily DAG's first run comes before training")
     as_of = min(as_of, latest) if as_of else latest
     with connect_read_only(cfg) as con:
-        result = _forecast_module(cfg).train(cfg, con, as_of)
+        result = forecast_module(cfg).train(cfg, con, as_of)
     refresh_catalog(cfg)  # registry and metrics tables appear to analysts the first time
     return result | {"as_of": as_of.isoformat()}
 
 
-class NoData(LookupError):
-    """Nothing to train on yet (a fresh lake)."""
-
-
-class NoChampion(LookupError):
-    """No model served on the business date yet (train one first)."""
-
-
-def score(config_dir: str, run_date: date) -> dict:
+def score_date(cfg: DomainConfig, run_date: date) -> dict:
     """Forecast with the champion that served on ``run_date``; idempotent per date."""
     from lakehouse import registry
     from lakehouse.catalog import connect_read_only, refresh_catalog
 
-    cfg = _cfg(config_dir)
-    module = _forecast_module(cfg)
+    module = forecast_module(cfg)
     version = registry.champion(cfg.lake, module.MODEL_NAME, as_of=run_date)
     if version is None:
         raise NoChampion(f"{module.MODEL_NAME}: no champion on {run_date}; the training DAG "

@@ -60,32 +60,27 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         server.server_close()
 
 
-def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test", *, ml: bool = False,
-                   train: bool = False, publish_catalog: bool = True) -> None:
-    """The daily DAG's steps, in its order, without Airflow (fast; the Airflow path is tested apart).
+def run_day_direct(cfg: DomainConfig, day: date, run_id: str = "test", *, train: bool = False,
+                   skip: tuple[str, ...] = ()) -> dict:
+    """The daily DAG's declared steps (``lakehouse.steps.DAILY``), in its order and with its
+    trigger rules, without Airflow (fast; the Airflow path is tested apart).
 
-    ``ml`` scores with the day's champion (skipped while there is none, as in the DAG);
-    ``train`` then runs the training DAG's step for the day.
+    ``skip`` leaves out named steps where a test says why (their edges go with them);
+    ``train`` then runs the training pipeline's step as the weekly run after ``day`` would.
+    A failing task raises its own error once every independent task has run.
     """
-    from lakehouse import bronze, catalog, gold, quality, retention, silver, tasks
+    from lakehouse import steps
 
-    for source in cfg.sources:
-        bronze.ingest(cfg, source.name, day, run_id)
-    for contract in cfg.contracts:
-        silver.stage(cfg, contract.entity, day, run_id)
-        silver.build(cfg, contract.entity)
-    gold.build_all(cfg, day)
-    quality.statistical_checks(cfg, day, run_id)
-    if publish_catalog:
-        catalog.build_catalog(cfg)
-    retention.apply_retention(cfg, day)
-    if ml:
-        try:
-            tasks.score(str(CONFIG_DIR), day)
-        except tasks.NoChampion:
-            pass
-    if train:
-        tasks.train(str(CONFIG_DIR), day)
+    only = [s.name for s in steps.DAILY if s.name not in skip]
+    ctx = steps.RunContext(cfg=cfg, run_date=day, run_id=run_id)
+    try:
+        outcomes = steps.run_local(steps.DAILY, ctx, only=only)
+        if train:
+            nxt = steps.RunContext(cfg=cfg, run_date=day + timedelta(days=1), run_id=run_id)
+            outcomes |= steps.run_local(steps.TRAINING, nxt)
+    except steps.StepsFailed as exc:
+        raise exc.first_error from exc
+    return outcomes
 
 
 def comparable_hashes(lake: Path, *, ignore: set[str] | frozenset[str] = frozenset(),

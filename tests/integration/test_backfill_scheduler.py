@@ -18,7 +18,6 @@ from lakehouse import storage, tasks
 from lakehouse.airflow_env import airflow, airflow_env
 from tests.airflow_cluster import wait_for
 from tests.conftest import (
-    CONFIG_DIR,
     START,
     TinyRetail,
     comparable_hashes,
@@ -119,8 +118,8 @@ def test_cli_backfill_runs_through_the_scheduler_and_equals_daily_runs(tiny, tmp
     other = TinyRetail(tmp_path_factory.mktemp("daily"), tiny.api_url, tiny.api_file)
     other.advance(DAYS[-1])
     for day in DAYS:
-        run_day_direct(other.cfg, day, ml=True)
-    tasks.train(str(CONFIG_DIR))
+        run_day_direct(other.cfg, day)
+    tasks.train(other.cfg)
     daily = comparable_hashes(other.cfg.lake)
     # A file drop goes to the first run that sees it: with 3 runs at once, a later day's run can
     # take an earlier day's files. Its rows then carry another ingest_date, nothing else moves:

@@ -41,7 +41,7 @@ def test_a_7_day_backfill_on_two_celery_workers_equals_daily_runs(tiny, postgres
     other = TinyRetail(tmp_path_factory.mktemp("daily"), tiny.api_url, tiny.api_file)
     other.advance(DAYS[-1])
     for day in DAYS:
-        run_day_direct(other.cfg, day, ml=True)  # no model yet: scoring skips, as in the backfill
+        run_day_direct(other.cfg, day)  # no model yet: scoring skips, as in the backfill
     daily = comparable_hashes(other.cfg.lake)
     # as in the LocalExecutor backfill test: a file drop may go to another concurrent day's run
     assert {t for t in daily if daily[t] != backfilled.get(t)} <= FILE_DROP_TABLES

@@ -15,7 +15,7 @@ import polars as pl
 from lakehouse import registry, storage, tasks
 from pipelines.retail.forecast import MODEL_NAME
 from pipelines.retail.simulator import SimulationParams
-from tests.conftest import CONFIG_DIR, START, run_day_direct
+from tests.conftest import START, run_day_direct
 
 DEMO = dataclasses.replace(SimulationParams(), end=START)
 
@@ -24,7 +24,7 @@ def test_xgboost_beats_seasonal_naive_by_15_percent_and_retrains_identically(tin
     cfg = tiny.cfg
     tiny.advance(START, DEMO)
     run_day_direct(cfg, START)
-    first = tasks.train(str(CONFIG_DIR), START)
+    first = tasks.train(cfg, START)
     assert first["improvement_vs_seasonal_naive"] >= 0.15, first
     # cross-validated too, not only on the one holdout
     assert first["cv_wape_xgboost"] <= 0.85 * first["cv_wape_seasonal_naive"], first
@@ -33,7 +33,7 @@ def test_xgboost_beats_seasonal_naive_by_15_percent_and_retrains_identically(tin
     model_bytes = artifact.read_bytes()
     metrics = storage.scan(cfg.lake, "gold", "ml_model_metrics").sort(pl.all()).collect()
 
-    second = tasks.train(str(CONFIG_DIR), START)
+    second = tasks.train(cfg, START)
     assert second["challenger"] == first["challenger"]
     same = {"decision", "promoted"}  # the rerun finds its version serving already
     assert {k: v for k, v in second.items() if k not in same} == {k: v for k, v in first.items() if k not in same}

@@ -103,7 +103,7 @@ def test_bucketed_builds_equal_whole_builds_for_every_retail_entity(tiny, monkey
     cfg = tiny.cfg
     for i in range(3):
         tiny.advance(START + timedelta(days=i))
-        run_day_direct(cfg, START + timedelta(days=i), publish_catalog=False)
+        run_day_direct(cfg, START + timedelta(days=i))
     whole = {c.entity: storage.content_hash(cfg.lake, "silver", c.entity) for c in cfg.contracts}
     monkeypatch.setattr(silver, "BUILD_BUCKET_ROWS", 20)
     spilled = []

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from lakehouse import storage, tasks
-from tests.conftest import CONFIG_DIR, START, TINY, run_day_direct
+from tests.conftest import START, TINY, run_day_direct
 from tests.fakes.slack import FakeSlack
 
 STABLE_DAYS = 30
@@ -44,7 +44,7 @@ def test_stable_days_stay_quiet_and_a_price_regime_change_alerts(tiny, slack):
     cfg = tiny.cfg.model_copy(update={"quality": QualityConfig()})
     tiny.advance(START, PARAMS)
     run_day_direct(cfg, START)
-    tasks.train(str(CONFIG_DIR), START)
+    tasks.train(cfg, START)
     alerts_by_day = {}
     day = START
     while day < LAST:
@@ -52,8 +52,8 @@ def test_stable_days_stay_quiet_and_a_price_regime_change_alerts(tiny, slack):
         tiny.advance(day, PARAMS)
         before = len(slack.messages)
         if day.weekday() == 0:  # retail_train's Monday run, on the data through Sunday
-            tasks.train(str(CONFIG_DIR), day - timedelta(days=1))
-        run_day_direct(cfg, day, ml=True)
+            tasks.train(cfg, day - timedelta(days=1))
+        run_day_direct(cfg, day)
         alerts_by_day[day] = slack.texts()[before:]
 
     stable = {d: a for d, a in alerts_by_day.items() if d < SHOCK}

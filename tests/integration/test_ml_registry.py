@@ -8,7 +8,7 @@ import polars as pl
 
 from lakehouse import registry, storage, tasks
 from pipelines.retail.forecast import MODEL_NAME
-from tests.conftest import CONFIG_DIR, START, run_day_direct
+from tests.conftest import START, run_day_direct
 
 
 def test_champion_serves_and_every_version_is_measured(tiny):
@@ -16,7 +16,7 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     days = [START + timedelta(days=i) for i in range(3)]
     for day in days:
         tiny.advance(day)
-        run_day_direct(cfg, day, ml=True, train=True)
+        run_day_direct(cfg, day, train=True)
     models = storage.scan(cfg.lake, "gold", "ml_models").collect()
     events = storage.scan(cfg.lake, "gold", "ml_model_events").sort("sequence").collect()
     champion = registry.champion(cfg.lake, MODEL_NAME)
@@ -47,7 +47,7 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     assert risk.filter(pl.col("on_hand").is_not_null()).height > 0
     # rescoring a past day after later training uses that day's champion: nothing changes
     before = storage.content_hash(cfg.lake, "gold", "fct_demand_forecast")
-    tasks.score(str(CONFIG_DIR), days[1])
+    tasks.score_date(cfg, days[1])
     assert storage.content_hash(cfg.lake, "gold", "fct_demand_forecast") == before
     # by hand: promote another version, then roll back to the champion it replaced
     other = next(v for v in models["model_version"] if v != champion)
