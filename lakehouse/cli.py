@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
     vac.add_argument("--grace-hours", type=float, default=None)
+    sub.add_parser("optimize", help="compact the small files of every Delta table (a new version each)")
     sql = sub.add_parser("sql", help="run one query on the catalog: read-only, sandboxed to the lake")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> None:
 
         with connect_read_only(cfg) as con:
             print(pl.from_arrow(con.execute(args.query).to_arrow_table()).head(args.max_rows))
+    elif args.command == "optimize":
+        from lakehouse.storage import optimize_all
+
+        print(json.dumps(optimize_all(cfg.lake), indent=1))
     elif args.command == "vacuum":
         from lakehouse.storage import vacuum
 

@@ -23,7 +23,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from lakehouse import storage
+from lakehouse import delta, storage
 from lakehouse.config import DomainConfig, EntityContract, MetricCheck, QualityConfig
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,12 @@ def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.Dat
     """Publish one run's results for ``dataset`` (replacing a rerun's earlier rows)."""
     frame = results.with_columns(pl.lit(run_id).alias("_run_id")).select(
         [pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column")
-    storage.publish(frame, cfg.lake, "gold", TABLE,
-                    {"business_date": business_date.isoformat(), "dataset": dataset})
+    # a Delta table (ADR 0019): one small commit per batch instead of one Parquet file per
+    # dataset and day (5,840 files after two years of 8 entities), compacted by ``optimize``
+    partition = {"business_date": business_date, "dataset": dataset}
+    delta.replace_where(frame.with_columns(pl.lit(business_date).alias("business_date"),
+                                           pl.lit(dataset).alias("dataset")),
+                        storage.table_dir(cfg.lake, "gold", TABLE), partition, partition_by=list(partition))
 
 
 # ----------------------------------------------------------------------------- tiers 1 and 2

@@ -174,11 +174,22 @@ def data_files(lake: Location, layer: str, table: str) -> list[Location]:
     """The current data file of every partition of a table, sorted (hidden temp, retired
     and superseded files excluded)."""
     root = table_dir(lake, layer, table)
+    if _is_delta(root):
+        from lakehouse import delta
+
+        return delta.files(root)
     if is_remote(root):
         if not filesystem(root).exists(root):
             return []
         return sorted(f"{d}/{names[-1]}" for d, names in _objects(str(root)).items())
     return find(root, f"**/{DATA_FILE}")
+
+
+def _is_delta(root: Location) -> bool:
+    """A table committed as a Delta table (ADR 0019) rather than one file per partition."""
+    from lakehouse import delta
+
+    return delta.is_table(root)
 
 
 def table_source(lake: Location, layer: str, table: str) -> str:
@@ -188,7 +199,7 @@ def table_source(lake: Location, layer: str, table: str) -> str:
     live partitions tears when a run republishes one; a catalog built from snapshots reads a
     consistent lake until it is rebuilt, and vacuum's grace period outlives that."""
     files = data_files(lake, layer, table)
-    if is_remote(lake):
+    if is_remote(lake) or _is_delta(table_dir(lake, layer, table)):  # Delta files are immutable
         return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     return "'" + _pinned(lake, layer, table, files).replace("'", "''") + "'"
 
@@ -514,6 +525,7 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
             removed.append(path)
         if is_remote(lake):
             removed += _vacuum_superseded(layer_root(lake, layer), cutoff)
+    removed += _vacuum_delta(lake, grace_hours)
     snapshots = Path(state_dir(lake)) / SNAPSHOTS if not is_remote(lake) else None
     if snapshots is not None and snapshots.exists():
         for snap in snapshots.iterdir():
@@ -523,6 +535,28 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
         with contextlib.suppress(OSError):
             directory.rmdir()  # a partition folder left empty by retention
     return removed
+
+
+def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
+    """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
+    from lakehouse import delta
+
+    removed: list[Location] = []
+    for layer in ("bronze", "silver", "gold"):
+        for table in tables(lake, layer):
+            root = table_dir(lake, layer, table)
+            if _is_delta(root):
+                removed += delta.vacuum(root, grace_hours)
+    return removed
+
+
+def optimize_all(lake: Location) -> dict[str, dict]:
+    """Compact every Delta table's small files; ``{"layer.table": delta-rs metrics}``."""
+    from lakehouse import delta
+
+    return {f"{layer}.{table}": delta.optimize(table_dir(lake, layer, table))
+            for layer in ("bronze", "silver", "gold") for table in tables(lake, layer)
+            if _is_delta(table_dir(lake, layer, table))}
 
 
 def _vacuum_superseded(base: Location, cutoff: float) -> list[Location]:
@@ -557,11 +591,18 @@ def _hidden_files(base: Location) -> Iterator[tuple[Location, float]]:
 
 
 def exists(lake: Location, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
+    if _is_delta(table_dir(lake, layer, table)):
+        return {k: str(v) for k, v in (partition or {}).items()} in partitions(lake, layer, table)
     return path_exists(data_file(lake, layer, table, partition))
 
 
 def partitions(lake: Location, layer: str, table: str) -> list[dict[str, str]]:
     """Published partitions of a table, sorted, as ``{key: value}`` dicts."""
+    root = table_dir(lake, layer, table)
+    if _is_delta(root):
+        from lakehouse import delta
+
+        return delta.partitions(root)
     return [hive_values(lake, layer, table, f) for f in data_files(lake, layer, table)]
 
 
@@ -579,6 +620,10 @@ def scan(lake: Location, layer: str, table: str, *, missing_ok: bool = False,
     the first partition; ``union_schema`` reads every partition's footer and takes the
     union, for tables whose later partitions may add columns (schema evolution).
     """
+    if _is_delta(table_dir(lake, layer, table)):
+        from lakehouse import delta
+
+        return delta.scan(table_dir(lake, layer, table))
     files = data_files(lake, layer, table)
     if not files:
         if missing_ok:

@@ -83,7 +83,7 @@ def test_training_dag_is_weekly_or_after_a_backfill(dagbag):
 @pytest.mark.parametrize("dag_file", ["retail_daily.py", "retail_train.py", "tpch_daily.py"])
 def test_parsing_imports_nothing_heavy(dag_file):
     code = (f"import runpy, sys; runpy.run_path({str(DAGS / dag_file)!r}); "
-            "print(sorted(m for m in ('polars', 'duckdb', 'xgboost', 'sklearn', 'pandera') if m in sys.modules))")
+            "print(sorted(m for m in ('polars', 'duckdb', 'xgboost', 'sklearn', 'pandera', 'deltalake') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

@@ -95,7 +95,13 @@ def test_the_pipeline_on_s3_equals_the_pipeline_on_local_disk(tiny, s3_endpoint,
         len(storage.partitions(local.lake, "gold", "fct_order_lines")) > 1
     # no temp file or half-written object left behind: only data files and small state documents
     names = [k.rsplit("/", 1)[1] for k in keys]
-    odd = [n for n in names if not (n.endswith(".json") or n.startswith((".retired-", "data-")))]
+    # Delta tables (ADR 0019): immutable part files and their commit log, nothing else
+    delta_roots = {k.split("/_delta_log/")[0] for k in keys if "/_delta_log/" in k}
+    assert delta_roots == {f"{BUCKET}-gold/retail/quality_checks"}, delta_roots
+    in_delta = [k for k in keys if k.startswith(tuple(f"{r}/" for r in delta_roots))]
+    assert all("/_delta_log/" in k or k.rsplit("/", 1)[1].startswith("part-") for k in in_delta), in_delta[:5]
+    odd = [n for k, n in zip(keys, names, strict=True) if k not in in_delta
+           and not (n.endswith(".json") or n.startswith((".retired-", "data-")))]
     assert not odd, odd[:5]
     # each partition's current object is what readers get; rerunning a day uploads nothing new
     # for partitions whose bytes did not change

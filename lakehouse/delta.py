@@ -1,0 +1,142 @@
+"""Delta tables (delta-rs): the table format the lake moves onto, one table family at a time.
+
+A Delta table is a folder of immutable Parquet files plus ``_delta_log/``, whose numbered
+commits say which files make up each version. A write adds files and commits once, so a
+change touching many partitions is atomic; readers resolve one version's file list and
+keep reading those files (nothing is renamed or overwritten in place), so the hard-linked
+read snapshots, retire-then-vacuum and newest-object naming of the hand-made protocol are
+not needed for these tables (ADR 0019). Old versions' files are deleted by ``vacuum`` only
+after the retention period, which outlives the catalog's rebuild interval.
+
+Local paths and object stores go through the same calls; on S3 delta-rs commits with
+conditional writes (``If-None-Match``), so concurrent writers are detected by the commit
+itself. deltalake is imported inside each function: DAG files must not load it at parse
+time, and a process forked after its runtime started must not use it (ADR 0019).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import date
+from typing import TYPE_CHECKING
+
+from lakehouse.storage import Location, is_remote
+
+if TYPE_CHECKING:
+    import polars as pl
+
+LOG_DIR = "_delta_log"
+
+
+def uri(where: Location) -> str:
+    return str(where)
+
+
+def storage_options(where: Location) -> dict[str, str] | None:
+    """delta-rs' object-store options from the environment fsspec and Polars also read.
+
+    S3 commits use conditional puts, so no external lock or DynamoDB table is needed (AWS S3
+    and MinIO support ``If-None-Match``); GCS and Azure commit atomically by themselves.
+    """
+    if not is_remote(where):
+        return None
+    options = {"conditional_put": "etag"} if str(where).startswith(("s3://", "s3a://")) else {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        if os.environ.get(key):
+            options[key] = os.environ[key]
+    options.setdefault("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    return options
+
+
+def is_table(where: Location) -> bool:
+    """Whether a Delta table has been committed at ``where``."""
+    from lakehouse import storage
+
+    return storage.path_exists(storage.join(where, LOG_DIR))
+
+
+def _table(where: Location, version: int | None = None):
+    from deltalake import DeltaTable
+
+    return DeltaTable(uri(where), version=version, storage_options=storage_options(where))
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, date):
+        value = value.isoformat()
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def predicate(values: Mapping[str, object]) -> str:
+    """A delta-rs SQL predicate matching rows whose columns equal ``values``."""
+    return " AND ".join(f"{column} = {_literal(v)}" for column, v in values.items())
+
+
+def replace_where(frame: pl.DataFrame, where: Location, values: Mapping[str, object], *,
+                  partition_by: list[str]) -> int:
+    """Make ``frame`` the rows of the table matching ``values`` (a partition), in one commit.
+
+    Creates the table on its first write. Rows of other partitions are untouched; a rerun
+    with the same rows commits a new version with the same content. Returns the version.
+    """
+    from deltalake import write_deltalake
+
+    from lakehouse.storage import _fenced
+
+    data = frame.to_arrow()
+    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
+        if is_table(where):
+            write_deltalake(uri(where), data, mode="overwrite", predicate=predicate(values),
+                            storage_options=storage_options(where))
+        else:
+            write_deltalake(uri(where), data, mode="append", partition_by=partition_by,
+                            storage_options=storage_options(where))
+    return _table(where).version()
+
+
+def scan(where: Location, version: int | None = None) -> pl.LazyFrame:
+    """A lazy scan of one version of a table (the newest by default), partition columns included."""
+    import polars as pl
+
+    return pl.scan_delta(uri(where), version=version, storage_options=storage_options(where))
+
+
+def version(where: Location) -> int:
+    return _table(where).version()
+
+
+def files(where: Location, version: int | None = None) -> list[str]:
+    """The data files of one version: immutable, so a reader may keep them for as long as
+    ``vacuum``'s retention lasts (partition values are in their ``key=value`` folders)."""
+    return sorted(_table(where, version).file_uris())
+
+
+def partitions(where: Location) -> list[dict[str, str]]:
+    """Partition values of the newest version, sorted."""
+    found = {tuple(sorted(p.items())) for p in _table(where).partitions()}
+    return [dict(p) for p in sorted(found)]
+
+
+def vacuum(where: Location, retention_hours: float) -> list[str]:
+    """Delete files no version younger than ``retention_hours`` needs; returns them."""
+    import math
+
+    # rounded up: a file younger than the grace period may still be read
+    return _table(where).vacuum(retention_hours=math.ceil(retention_hours), dry_run=False,
+                                enforce_retention_duration=False)
+
+
+def optimize(where: Location) -> dict:
+    """Compact small files into fewer large ones (a new version; the old files go at vacuum)."""
+    return _table(where).optimize.compact()
+
+
+def history(where: Location, limit: int | None = None) -> list[dict]:
+    """Commits of the table, newest first (version, timestamp, operation, metrics)."""
+    return _table(where).history(limit)

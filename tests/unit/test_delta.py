@@ -1,0 +1,100 @@
+"""Delta tables through ``lakehouse.delta`` and the storage read path (ADR 0019)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from lakehouse import delta, storage
+
+D1, D2 = date(2026, 11, 1), date(2026, 11, 2)
+SCOPE = "retail_daily.silver_orders.scheduled__2026-11-01.-1"
+
+
+def _rows(day: date, dataset: str, values: list[int | None]) -> pl.DataFrame:
+    return pl.DataFrame({"check": [f"c{i}" for i in range(len(values))], "failing_count": values,
+                         "business_date": [day] * len(values), "dataset": [dataset] * len(values)},
+                        schema={"check": pl.String, "failing_count": pl.Int64, "business_date": pl.Date,
+                                "dataset": pl.String})
+
+
+def _write(lake, day: date, dataset: str, values: list[int | None]) -> int:
+    return delta.replace_where(_rows(day, dataset, values), storage.table_dir(lake, "gold", "checks"),
+                               {"business_date": day, "dataset": dataset}, partition_by=["business_date", "dataset"])
+
+
+def test_replacing_a_partition_leaves_the_others_and_keeps_old_versions_readable(tmp_path):
+    lake = tmp_path / "lake"
+    _write(lake, D1, "silver.orders", [1, None])
+    _write(lake, D1, "silver.o'dd name", [7])  # quoting in the predicate
+    first = delta.version(storage.table_dir(lake, "gold", "checks"))
+    _write(lake, D1, "silver.orders", [3])  # a rerun of one batch replaces its rows only
+    _write(lake, D2, "silver.orders", [])  # an empty batch still has a (rowless) commit
+    got = storage.scan(lake, "gold", "checks").sort("dataset", "check").collect()
+    assert got.select("dataset", "failing_count").rows() == [("silver.o'dd name", 7), ("silver.orders", 3)]
+    assert storage.partitions(lake, "gold", "checks") == [
+        {"business_date": "2026-11-01", "dataset": "silver.o'dd name"},
+        {"business_date": "2026-11-01", "dataset": "silver.orders"}]
+    assert storage.exists(lake, "gold", "checks", {"business_date": "2026-11-01", "dataset": "silver.orders"})
+    assert not storage.exists(lake, "gold", "checks", {"business_date": "2026-11-02", "dataset": "silver.orders"})
+    # time travel: the version before the rerun still has its rows, until vacuum removes them
+    root = storage.table_dir(lake, "gold", "checks")
+    old = delta.scan(root, version=first).filter(pl.col("dataset") == "silver.orders").collect()
+    assert sorted(old["failing_count"].to_list(), key=str) == [1, None]
+    assert storage.vacuum(lake, grace_hours=1) == []  # younger than the grace period: kept
+    assert delta.vacuum(root, 0)  # the replaced file goes once no retained version needs it
+    with pytest.raises(Exception):  # noqa: B017 - delta-rs raises its own error types
+        delta.scan(root, version=first).collect()
+
+
+def test_the_catalog_view_over_a_versions_files_equals_the_delta_scan(tmp_path):
+    lake = tmp_path / "lake"
+    for day in (D1, D2):
+        for name in ("silver.orders", "silver.order lines"):
+            _write(lake, day, name, [1, 2, None])
+    source = storage.table_source(lake, "gold", "checks")
+    view = duckdb.sql(f"SELECT * FROM read_parquet({source}, hive_partitioning = true)").pl()
+    scanned = storage.scan(lake, "gold", "checks").collect()
+    key = ["business_date", "dataset", "check"]
+    assert_frame_equal(view.select(scanned.columns).sort(key), scanned.sort(key))
+    # data files are never rewritten: a later commit leaves this version's list readable
+    _write(lake, D1, "silver.orders", [9])
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet({source}, hive_partitioning = true)").fetchall() == [(12,)]
+
+
+def test_optimize_compacts_and_keeps_the_content(tmp_path):
+    lake = tmp_path / "lake"
+    for i in range(6):
+        _write(lake, D1, f"silver.e{i}", [i])
+        _write(lake, D1, f"silver.e{i}", [i, i])  # reruns leave replaced files behind
+    root = storage.table_dir(lake, "gold", "checks")
+    before = storage.content_hash(lake, "gold", "checks")
+    metrics = delta.optimize(root)
+    assert metrics["numFilesAdded"] <= metrics["numFilesRemoved"]
+    assert storage.content_hash(lake, "gold", "checks") == before
+
+
+def test_a_superseded_attempt_commits_nothing(tmp_path):
+    lake = tmp_path / "lake"
+    storage.claim_attempt(lake, SCOPE, 1, "run-start-1")
+    try:
+        _write(lake, D1, "silver.orders", [1])
+        script = textwrap.dedent(f"""
+            from datetime import date
+            from pathlib import Path
+            from lakehouse import storage
+            storage.claim_attempt(Path({str(lake)!r}), {SCOPE!r}, 2, "run-start-1")
+        """)
+        subprocess.run([sys.executable, "-c", script], check=True)  # try 2 claims the task
+        with pytest.raises(storage.StaleAttempt):
+            _write(lake, D1, "silver.orders", [666])
+    finally:
+        storage.release_attempt()
+    assert storage.scan(lake, "gold", "checks").collect()["failing_count"].to_list() == [1]
