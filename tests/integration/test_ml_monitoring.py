@@ -53,7 +53,9 @@ def test_stable_days_stay_quiet_and_a_price_regime_change_alerts(tiny, slack):
         before = len(slack.messages)
         if day.weekday() == 0:  # retail_train's Monday run, on the data through Sunday
             tasks.train(cfg, day - timedelta(days=1))
-        run_day_direct(cfg, day)
+        # the HTML dashboard re-renders the whole run history every day (2 s and growing): it is
+        # tested apart (test_health) and says nothing about the monitors under test
+        run_day_direct(cfg, day, skip=("write_report",))
         alerts_by_day[day] = slack.texts()[before:]
 
     stable = {d: a for d, a in alerts_by_day.items() if d < SHOCK}

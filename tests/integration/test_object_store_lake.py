@@ -25,6 +25,7 @@ from lakehouse import catalog, storage
 from tests.conftest import START, comparable_hashes, free_port, missing, run_day_direct
 
 BUCKET = "lakehouse-test"
+NOT_IN_THE_LAKE = ("write_report",)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,10 @@ def test_the_pipeline_on_s3_equals_the_pipeline_on_local_disk(tiny, s3_endpoint,
     for i in range(2):
         day = START + timedelta(days=i)
         tiny.advance(day)
-        run_day_direct(local, day)
-        run_day_direct(remote, day)
+        # the dashboard is an HTML page outside the lake (tested on local lakes), and rendering it
+        # over moto's S3 lists every object of every table: minutes of this test for nothing compared
+        run_day_direct(local, day, skip=NOT_IN_THE_LAKE)
+        run_day_direct(remote, day, skip=NOT_IN_THE_LAKE)
 
     local_hashes, remote_hashes = comparable_hashes(local.lake), comparable_hashes(remote.lake)
     assert {k for k in local_hashes if k.startswith("gold.fct_")} >= {"gold.fct_order_lines"}
@@ -117,7 +120,7 @@ def test_the_pipeline_on_s3_equals_the_pipeline_on_local_disk(tiny, s3_endpoint,
     # rerunning a day on the bucket changes nothing (idempotent, as on disk), and identical
     # gold partitions are not uploaded again
     facts = storage.data_files(remote.lake, "gold", "fct_order_lines")
-    run_day_direct(remote, START + timedelta(days=1))
+    run_day_direct(remote, START + timedelta(days=1), skip=NOT_IN_THE_LAKE)
     assert comparable_hashes(remote.lake) == remote_hashes
     assert storage.data_files(remote.lake, "gold", "fct_order_lines") == facts
 
