@@ -35,6 +35,7 @@ def slack(monkeypatch):
         yield fake
 
 
+@pytest.mark.timeout(1200)  # ~40 days of every declared step and daily scoring, on 2 shared cores
 def test_stable_days_stay_quiet_and_a_price_regime_change_alerts(tiny, slack):
     from lakehouse.config import QualityConfig
 
