@@ -25,7 +25,10 @@ SHOCK = START + timedelta(days=STABLE_DAYS + 1)
 LAST = SHOCK + timedelta(days=6)
 PARAMS = dataclasses.replace(TINY, n_skus=80, n_warehouses=1, n_customers=80,
                              history_start=START - timedelta(days=160), end=LAST,
-                             price_shock=(SHOCK, 1.6), dirty_rate=0.0)
+                             price_shock=(SHOCK, 1.6), dirty_rate=0.0,
+                             # stock counts for every day run: with TINY's 10 days, the first 28
+                             # days had no fct_inventory_daily and check_freshness rightly paged
+                             inventory_days=(LAST - START).days + 2)
 
 
 @pytest.fixture
