@@ -67,6 +67,8 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
                         _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
                                      comments.get(f"{layer}.{table}"),
                                      materialise=layer == "gold" and table in materialised)
+                    elif (empty := storage.empty_frame(cfg.lake, layer, table)) is not None:
+                        _create_empty(con, layer, table, empty)
             _create_reporting_views(con, cfg)
         finally:
             con.close()
@@ -83,6 +85,16 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
 # A raw record re-read by an overlapping (lookback) extraction is quarantined again in
 # that batch; analysts see each rejected record once, the log keeps every rejection.
 DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_pointer")}
+
+
+def _create_empty(con: duckdb.DuckDBPyConnection, layer: str, table: str, empty) -> None:
+    """A committed table without rows (a Delta table has no data file then): an empty native
+    table with its columns, so queries and reporting views over it work and return nothing."""
+    con.register("_empty_table", empty.to_arrow())
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {layer}.{_quote_ident(table)} AS SELECT * FROM _empty_table")
+    finally:
+        con.unregister("_empty_table")
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, source: str,

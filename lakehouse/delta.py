@@ -17,6 +17,7 @@ time, and a process forked after its runtime started must not use it (ADR 0019).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING
@@ -68,6 +69,8 @@ def _table(where: Location, version: int | None = None):
 
 
 def _literal(value: object) -> str:
+    if isinstance(value, bool | int | float):
+        return str(value)
     if isinstance(value, date):
         value = value.isoformat()
     return "'" + str(value).replace("'", "''") + "'"
@@ -78,25 +81,93 @@ def predicate(values: Mapping[str, object]) -> str:
     return " AND ".join(f"{column} = {_literal(v)}" for column, v in values.items())
 
 
-def replace_where(frame: pl.DataFrame, where: Location, values: Mapping[str, object], *,
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_INT = re.compile(r"^-?\d{1,18}$")
+
+
+def typed(value: object) -> object:
+    """A partition value given as text, typed as Hive readers infer it (a date, an integer, else
+    text), so a column keeps the type it had as a ``key=value`` folder (``forecast_date`` a date)."""
+    text = str(value)
+    if isinstance(value, date) or _DATE.match(text):
+        return date.fromisoformat(text[:10])
+    return int(text) if _INT.match(text) else text
+
+
+def replace_where(frame: pl.DataFrame | pl.LazyFrame, where: Location, values: Mapping[str, object], *,
                   partition_by: list[str]) -> int:
-    """Make ``frame`` the rows of the table matching ``values`` (a partition), in one commit.
+    """Make ``frame`` the rows of the table whose ``values`` columns match (a partition), in one
+    commit; ``values`` are added to the rows as columns (typed by ``typed``).
 
-    Creates the table on its first write. Rows of other partitions are untouched; a rerun
-    with the same rows commits a new version with the same content. Returns the version.
+    Creates the table on its first write. Rows of other partitions are untouched. Returns the version.
     """
-    from deltalake import write_deltalake
+    import polars as pl
 
+    lf = frame.lazy().with_columns(pl.lit(typed(v)).alias(k) for k, v in values.items())
+    return _commit(lf, where, partition_by=partition_by,
+                   predicate=predicate({k: typed(v) for k, v in values.items()}))
+
+
+def replace_all(frame: pl.DataFrame | pl.LazyFrame, where: Location) -> int:
+    """Make ``frame`` the whole content of an unpartitioned table, in one commit."""
+    return _commit(frame.lazy(), where, partition_by=[], predicate=None)
+
+
+def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
+                               sort_by: list[str] | None = None) -> dict[str, int]:
+    """Make ``frame`` the whole table, partitioned by ``by``, committing only what changed.
+
+    Each partition's content is summarised (row count and an order-independent hash of its
+    rows) for the new frame and the current version; partitions that differ are rewritten
+    and partitions the frame no longer has are removed, all in one commit, so a reader sees
+    the old table or the new one. Nothing changed: no commit (a rerun writes nothing).
+    Returns counts of ``written``, ``unchanged`` and ``retired`` partitions.
+    """
+    import polars as pl
+
+    columns = [c for c in frame.collect_schema().names() if c != by]
+
+    def digest(lf: pl.LazyFrame) -> dict[object, tuple[int, int]]:
+        rows = lf.group_by(by).agg(pl.len(), pl.struct(sorted(columns)).hash(seed=0).sum()).collect().rows()
+        return {key: (n, h) for key, n, h in rows}
+
+    new = digest(frame)
+    exists = is_table(where)
+    same_schema = exists and set(scan(where).collect_schema().names()) == {by, *columns}
+    old = digest(scan(where)) if same_schema else {}
+    changed = [k for k, d in new.items() if old.get(k) != d]
+    retired = [k for k in old if k not in new]
+    counts = {"written": len(changed), "unchanged": len(new) - len(changed), "retired": len(retired)}
+    if exists and same_schema and not changed and not retired:
+        return counts
+    data = frame.filter(pl.col(by).is_in(changed)) if same_schema else frame
+    data = data.sort([by, *(sort_by or [])])
+    where_sql = None
+    if same_schema:
+        keys = [k for k in changed + retired if k is not None]
+        where_sql = f"{by} IN ({', '.join(map(_literal, keys))})" if keys else "false"
+        if any(k is None for k in changed + retired):
+            where_sql = f"({where_sql} OR {by} IS NULL)"
+    _commit(data, where, partition_by=[by], predicate=where_sql)
+    return counts
+
+
+def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None) -> int:
+    """One Delta commit of ``lf``: created on the first write; else rows matching ``predicate``
+    replaced (all rows, and the schema, when there is none). Fenced (ADR 0016)."""
     from lakehouse.storage import _fenced
 
-    data = frame.to_arrow()
+    options: dict[str, object] = {}
+    if not is_table(where):
+        mode = "append"
+        if partition_by:
+            options["partition_by"] = partition_by
+    elif predicate is None:
+        mode, options["schema_mode"] = "overwrite", "overwrite"
+    else:
+        mode, options["predicate"] = "overwrite", predicate
     with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
-        if is_table(where):
-            write_deltalake(uri(where), data, mode="overwrite", predicate=predicate(values),
-                            storage_options=storage_options(where))
-        else:
-            write_deltalake(uri(where), data, mode="append", partition_by=partition_by,
-                            storage_options=storage_options(where))
+        lf.sink_delta(uri(where), mode=mode, storage_options=storage_options(where), delta_write_options=options)
     return _table(where).version()
 
 

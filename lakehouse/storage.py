@@ -40,6 +40,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
+# Layers whose tables are Delta tables (ADR 0019); the others still publish one file per partition
+DELTA_LAYERS = frozenset({"gold"})
 LAYERS = ("bronze", "silver", "gold", "_state")
 # Columns whose value legitimately differs between two identical runs (wall clock, run id).
 VOLATILE_COLUMNS = frozenset({"_ingested_at", "_run_id"})
@@ -342,6 +344,16 @@ def publish(
     temporary file is hidden (leading dot, ``.tmp`` suffix) so globbing readers
     never pick it up; leftovers of a killed writer are removed on the next publish.
     """
+    if layer in DELTA_LAYERS:
+        from lakehouse import delta
+
+        root = table_dir(lake, layer, table)
+        if partition:
+            delta.replace_where(frame, root, {_check_name("partition key", k): _check_part_value(k, str(v))
+                                              for k, v in partition.items()}, partition_by=list(partition))
+        else:
+            delta.replace_all(frame, root)
+        return root
     target_dir = partition_dir(lake, layer, table, partition)
     with _atomic_file(target_dir) as tmp:
         if isinstance(frame, pl.LazyFrame):
@@ -400,6 +412,19 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     time), which also makes the bytes of an unchanged partition identical from run to run.
     """
     _check_name("partition key", by)
+    if layer in DELTA_LAYERS:
+        from lakehouse import delta
+
+        # computed once into a local scratch file: comparing partitions and writing the changed
+        # ones both read it, where reading ``frame`` twice would run the model's query twice
+        scratch = _scratch(lake)
+        scratch.mkdir(parents=True)
+        try:
+            frame.sink_parquet(scratch / "frame.parquet", compression="lz4", statistics=False)
+            return delta.replace_changed_partitions(pl.scan_parquet(scratch / "frame.parquet"),
+                                                    table_dir(lake, layer, table), by, sort_by)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     staging = _scratch(lake)  # same file system as the table locally: the swap is a rename
     try:
         frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=False), mkdir=True,
@@ -548,6 +573,16 @@ def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
             if _is_delta(root):
                 removed += delta.vacuum(root, grace_hours)
     return removed
+
+
+def empty_frame(lake: Location, layer: str, table: str) -> pl.DataFrame | None:
+    """The (rowless) columns of a Delta table that has no data file, else None."""
+    root = table_dir(lake, layer, table)
+    if not _is_delta(root):
+        return None
+    from lakehouse import delta
+
+    return pl.DataFrame(schema=delta.scan(root).collect_schema())
 
 
 def optimize_all(lake: Location) -> dict[str, dict]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from lakehouse import storage
 
@@ -22,42 +23,52 @@ WRITER = textwrap.dedent("""
     from lakehouse import storage
     n, version = int(sys.argv[2]), int(sys.argv[3])
     frame = pl.LazyFrame({"k": range(n)}).with_columns(v=pl.lit(version), s=pl.col("k").cast(pl.String))
-    storage.publish(frame, Path(sys.argv[1]), "silver", "t", {"ingest_date": "2024-01-01"})
+    storage.publish(frame, Path(sys.argv[1]), sys.argv[4], "t", {"ingest_date": "2024-01-01"})
 """)
+# silver publishes one file per partition by rename (ADR 0001); gold commits Delta versions (ADR 0019)
+LAYERS = pytest.mark.parametrize("layer", ["silver", "gold"])
 ROWS = 3_000_000
 
 
-def _write(lake: Path, version: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(lake), str(ROWS), str(version)])
+def _write(lake: Path, version: int, layer: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(lake), str(ROWS), str(version), layer])
 
 
-def _state(lake: Path) -> tuple[int, set[int]]:
-    frame = storage.scan(lake, "silver", "t").select(pl.len(), pl.col("v").unique().implode()).collect()
+def _state(lake: Path, layer: str) -> tuple[int, set[int]]:
+    frame = storage.scan(lake, layer, "t").select(pl.len(), pl.col("v").unique().implode()).collect()
     return frame.item(0, 0), set(frame.item(0, 1))
 
 
-def test_killed_publishes_leave_old_or_new_partition_never_a_mix(tmp_path):
+@LAYERS
+def test_killed_publishes_leave_old_or_new_partition_never_a_mix(tmp_path, layer):
     rng = random.Random(20261122)
-    assert _write(tmp_path, 0).wait() == 0
-    assert _state(tmp_path) == (ROWS, {0})
+    assert _write(tmp_path, 0, layer).wait() == 0
+    assert _state(tmp_path, layer) == (ROWS, {0})
     seen = set()
     for trial in range(1, 21):
-        proc = _write(tmp_path, trial)
+        proc = _write(tmp_path, trial, layer)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        rows, versions = _state(tmp_path)
+        rows, versions = _state(tmp_path, layer)
         assert rows == ROWS and len(versions) == 1, f"trial {trial}: {rows} rows, versions {versions}"
         seen.add("new" if versions == {trial} else "old")
-        # the reader that analysts use sees the same thing
-        n = duckdb.connect().execute(
-            f"SELECT count(*) FROM read_parquet('{tmp_path}/silver/t/**/data.parquet')").fetchone()
+        # the reader that analysts use sees the same thing (a live glob for the file-per-partition
+        # layout; for a Delta table, the files of its current version, as the catalog reads them)
+        source = (f"'{tmp_path}/silver/t/**/data.parquet'" if layer == "silver"
+                  else storage.table_source(tmp_path, layer, "t"))
+        n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({source})").fetchone()
         assert n[0] == ROWS
         if versions != {trial}:
-            assert _write(tmp_path, trial).wait() == 0  # rerun after the crash
-            assert _state(tmp_path) == (ROWS, {trial})
-    visible = [p.name for p in (tmp_path / "silver" / "t").rglob("*") if p.is_file()]
-    assert visible.count("data.parquet") == 1
+            assert _write(tmp_path, trial, layer).wait() == 0  # rerun after the crash
+            assert _state(tmp_path, layer) == (ROWS, {trial})
+    if layer == "silver":
+        visible = [p.name for p in (tmp_path / "silver" / "t").rglob("*") if p.is_file()]
+        assert visible.count("data.parquet") == 1
+    else:  # files of killed writers were never committed; vacuum removes them with the replaced ones
+        storage.vacuum(tmp_path, grace_hours=0)
+        on_disk = {str(p) for p in (tmp_path / "gold" / "t").rglob("*.parquet") if "_delta_log" not in p.parts}
+        assert on_disk == set(storage.data_files(tmp_path, "gold", "t"))
     assert "old" in seen  # some kills landed mid-write
 
 
@@ -88,16 +99,17 @@ REPUBLISHER = textwrap.dedent("""
     for version in range(1, 201):
         n = 20_000 + (version % 7) * 1_000  # sizes differ: a mixed read could not line up
         frame = pl.DataFrame({"k": range(n), "v": [version] * n, "n": [n] * n})
-        storage.publish(frame, Path(sys.argv[1]), "gold", "t", {"day": "2026-01-01"})
+        storage.publish(frame, Path(sys.argv[1]), sys.argv[2], "t", {"day": "2026-01-01"})
 """)
 
 
-def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tmp_path):
+@LAYERS
+def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tmp_path, layer):
     """DuckDB and Polars loop over a partition that another process replaces 200 times: every
     read returns exactly one whole version (its row count matches its version's size)."""
-    storage.publish(pl.DataFrame({"k": range(10), "v": [0] * 10, "n": [10] * 10}), tmp_path, "gold", "t",
+    storage.publish(pl.DataFrame({"k": range(10), "v": [0] * 10, "n": [10] * 10}), tmp_path, layer, "t",
                     {"day": "2026-01-01"})
-    writer = subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(tmp_path)])
+    writer = subprocess.Popen([sys.executable, "-c", REPUBLISHER, str(tmp_path), layer])
     con = duckdb.connect()
     reads, versions, problems = 0, set(), []
     deadline = time.monotonic() + 300
@@ -105,11 +117,11 @@ def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tm
         for engine in ("duckdb", "polars"):
             try:
                 if engine == "duckdb":
-                    source = storage.table_source(tmp_path, "gold", "t")  # what catalog views read
+                    source = storage.table_source(tmp_path, layer, "t")  # what catalog views read
                     rows, distinct, n, v = con.execute(
                         f"SELECT count(*), count(DISTINCT v), max(n), max(v) FROM read_parquet({source})").fetchone()
                 else:
-                    got = storage.scan(tmp_path, "gold", "t").select(
+                    got = storage.scan(tmp_path, layer, "t").select(
                         pl.len(), pl.col("v").n_unique().alias("d"), pl.col("n").max(), pl.col("v").max()).collect()
                     rows, distinct, n, v = got.row(0)
             except Exception as exc:  # an error is as bad as a torn read
@@ -123,7 +135,12 @@ def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tm
     assert not problems, problems[:5]
     assert len(versions) >= 10, f"the readers saw only {len(versions)} versions in {reads} reads"
     storage.vacuum(tmp_path, grace_hours=0)
-    assert not list((tmp_path / "_state" / storage.SNAPSHOTS).iterdir())  # snapshots vacuumed
+    if layer == "silver":
+        assert not list((tmp_path / "_state" / storage.SNAPSHOTS).iterdir())  # snapshots vacuumed
+    else:  # a Delta table needs no snapshots: vacuum leaves only the current version's files
+        assert not (tmp_path / "_state" / storage.SNAPSHOTS).exists()
+        on_disk = {str(p) for p in (tmp_path / "gold" / "t").rglob("*.parquet") if "_delta_log" not in p.parts}
+        assert on_disk == set(storage.data_files(tmp_path, "gold", "t"))
 
 
 REPLACER = textwrap.dedent("""

@@ -14,10 +14,14 @@ LATE_SKU = "SKU000012"  # TINY's last SKU: its ERP record is keyed in on TINY.en
 INCIDENT = TINY.end - timedelta(days=2)
 
 
-def _files(cfg, table: str) -> dict[str, tuple[int, int]]:
-    """partition -> (inode, mtime_ns) of its data file: a changed pair means a rewrite."""
-    root = storage.table_dir(cfg.lake, "gold", table)
-    return {p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in root.glob("*/data.parquet")}
+def _files(cfg, table: str) -> dict[str, frozenset[str]]:
+    """partition -> its data files in the current version: Delta never rewrites a file in
+    place (ADR 0019), so other files for a partition mean it was rewritten."""
+    out: dict[str, set[str]] = {}
+    for f in storage.data_files(cfg.lake, "gold", table):
+        key = "/".join(f"{k}={v}" for k, v in storage.hive_values(cfg.lake, "gold", table, f).items())
+        out.setdefault(key, set()).add(str(f))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _run(tiny, day: date) -> None:
