@@ -16,6 +16,7 @@ time, and a process forked after its runtime started must not use it (ADR 0019).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -89,9 +90,13 @@ def typed(value: object) -> object:
     """A partition value given as text, typed as Hive readers infer it (a date, an integer, else
     text), so a column keeps the type it had as a ``key=value`` folder (``forecast_date`` a date)."""
     text = str(value)
-    if isinstance(value, date) or _DATE.match(text):
-        return date.fromisoformat(text[:10])
-    return int(text) if _INT.match(text) else text
+    if isinstance(value, date):
+        return value
+    if _DATE.match(text):
+        with contextlib.suppress(ValueError):  # "2026-13-45" is text
+            return date.fromisoformat(text)
+    # only a canonical integer: "007" stays text, as a warehouse code must
+    return int(text) if _INT.match(text) and str(int(text)) == text else text
 
 
 def replace_where(frame: pl.DataFrame | pl.LazyFrame, where: Location, values: Mapping[str, object], *,
@@ -141,7 +146,8 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
     if exists and same_schema and not changed and not retired:
         return counts
     data = frame.filter(pl.col(by).is_in(changed)) if same_schema else frame
-    data = data.sort([by, *(sort_by or [])])
+    if sort_by:
+        data = data.sort([by, *sort_by])
     where_sql = None
     if same_schema:
         keys = [k for k in changed + retired if k is not None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import polars as pl
 import pytest
@@ -23,14 +25,21 @@ NASTY = st.one_of(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=NASTY)
 def test_a_partition_value_is_refused_or_reads_back_unchanged_inside_the_table(tmp_path, value):
+    """Both table kinds: one file per partition (silver) and Delta (gold, whose partition
+    values are typed like Hive's: a value must still read back as the text it was)."""
+    import uuid
+
+    tmp_path = tmp_path / uuid.uuid4().hex  # a lake per example: a Delta column has one type
     try:
         target = storage.partition_dir(tmp_path, "gold", "t", {"k": value})
     except storage.StorageError:
         return
-    root = storage.table_dir(tmp_path, "gold", "t")
-    assert target.resolve().is_relative_to(root.resolve()), target
-    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "gold", "t", {"k": value})
-    assert {"k": value} in storage.partitions(tmp_path, "gold", "t")
+    for layer in ("silver", "gold"):
+        root = storage.table_dir(tmp_path, layer, "t")
+        assert target.resolve().is_relative_to(storage.table_dir(tmp_path, "gold", "t").resolve()), target
+        storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": value})
+        assert {"k": value} in storage.partitions(tmp_path, layer, "t")
+        assert all(Path(f).resolve().is_relative_to(root.resolve()) for f in storage.data_files(tmp_path, layer, "t"))
 
 
 @settings(max_examples=200, deadline=None)
@@ -65,7 +74,18 @@ def test_quoted_identifiers_and_strings_never_break_out_of_their_quotes(name):
     con.close()
 
 
-@pytest.mark.parametrize("value", ["2026-01-01", "WH01", "a.b:c+d-e_f"])
-def test_ordinary_values_round_trip(tmp_path, value):
-    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "gold", "t", {"k": value})
-    assert storage.scan(tmp_path, "gold", "t").select(pl.col("k").cast(pl.String)).collect().item() == value
+@pytest.mark.parametrize("layer", ["silver", "gold"])
+@pytest.mark.parametrize("value", ["2026-01-01", "WH01", "a.b:c+d-e_f", "42"])
+def test_ordinary_values_round_trip(tmp_path, value, layer):
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": value})
+    assert storage.scan(tmp_path, layer, "t").select(pl.col("k").cast(pl.String)).collect().item() == value
+
+
+@pytest.mark.parametrize("layer", [
+    # Hive inference reads the file protocol's folder k=007 back as 7 (known, not fixed: its
+    # partition values are dates); a Delta table keeps the text
+    pytest.param("silver", marks=pytest.mark.xfail(reason="Hive-inferred folder value", strict=True)),
+    "gold"])
+def test_a_zero_padded_code_reads_back_as_text(tmp_path, layer):
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": "007"})
+    assert storage.scan(tmp_path, layer, "t").select(pl.col("k").cast(pl.String)).collect().item() == "007"

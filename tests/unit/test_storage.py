@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -41,36 +43,55 @@ def _days(values: dict[str, list[int]]) -> pl.LazyFrame:
     return pl.LazyFrame(rows, schema={"day": pl.Date, "v": pl.Int64}, orient="row")
 
 
-def _inodes(tmp_path) -> dict[str, int]:
-    root = tmp_path / "gold" / "fct_x"
-    return {p.parent.name: p.stat().st_ino for p in root.glob("*/data.parquet")}
+def _files(tmp_path) -> dict[str, frozenset[str]]:
+    """partition -> the data files of the current Delta version (never rewritten in place)."""
+    out: dict[str, set[str]] = {}
+    for f in storage.data_files(tmp_path, "gold", "fct_x"):
+        out.setdefault(Path(f).parent.name, set()).add(str(f))
+    return {k: frozenset(v) for k, v in out.items()}
 
 
-def test_partitioned_publish_rewrites_only_changed_partitions(tmp_path):
+def test_partitioned_publish_commits_only_changed_partitions_at_once(tmp_path):
+    from lakehouse import delta
+
+    root = storage.table_dir(tmp_path, "gold", "fct_x")
     first = storage.publish_partitioned(_days({"2026-01-01": [1], "2026-01-02": [2], "2026-01-03": [3]}),
                                         tmp_path, "gold", "fct_x", "day")
     assert first == {"written": 3, "unchanged": 0, "retired": 0}
-    before = _inodes(tmp_path)
+    before, version = _files(tmp_path), delta.version(root)
     # a late row for 01-01, and 01-03 no longer has any rows
     second = storage.publish_partitioned(_days({"2026-01-01": [1, 9], "2026-01-02": [2]}),
                                          tmp_path, "gold", "fct_x", "day")
     assert second == {"written": 1, "unchanged": 1, "retired": 1}
-    after = _inodes(tmp_path)
+    after = _files(tmp_path)
     assert after["day=2026-01-02"] == before["day=2026-01-02"]  # untouched: same file
-    assert after["day=2026-01-01"] != before["day=2026-01-01"]
+    assert after["day=2026-01-01"].isdisjoint(before["day=2026-01-01"])
     assert "day=2026-01-03" not in after
+    assert delta.version(root) == version + 1  # the rewrite and the removal: one commit
     got = storage.scan(tmp_path, "gold", "fct_x").sort("v").collect()
     assert got["v"].to_list() == [1, 2, 9]
+    assert delta.scan(root, version=version).select("v").collect()["v"].sort().to_list() == [1, 2, 3]
 
 
-def test_a_rerun_with_the_same_content_rewrites_nothing(tmp_path):
+def test_a_rerun_with_the_same_content_commits_nothing(tmp_path):
+    from lakehouse import delta
+
     frame = _days({"2026-01-01": [1, 2], "2026-01-02": [3]})
     storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day")
-    before = _inodes(tmp_path)
-    again = storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day")
+    before, version = _files(tmp_path), delta.version(storage.table_dir(tmp_path, "gold", "fct_x"))
+    again = storage.publish_partitioned(frame.reverse(), tmp_path, "gold", "fct_x", "day")  # any row order
     assert again == {"written": 0, "unchanged": 2, "retired": 0}
-    assert _inodes(tmp_path) == before
+    assert _files(tmp_path) == before
+    assert delta.version(storage.table_dir(tmp_path, "gold", "fct_x")) == version
     assert not list((tmp_path / "_state" / "_staging").glob("*"))  # staging cleaned up
+
+
+def test_partitions_are_sorted_within_by_sort_by(tmp_path):
+    frame = _days({"2026-01-01": [3, 1, 2], "2026-01-02": [9, 8]})
+    storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day", sort_by=["v"])
+    for f in storage.data_files(tmp_path, "gold", "fct_x"):
+        values = pl.read_parquet(f)["v"].to_list()
+        assert values == sorted(values)
 
 
 def test_retired_file_stays_readable_to_an_open_reader_until_vacuumed(tmp_path):
@@ -139,14 +160,14 @@ def test_locks_live_where_every_worker_sees_them(tmp_path, monkeypatch):
 
 
 def test_scans_pin_a_snapshot_reused_until_the_table_changes(tmp_path):
-    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "gold", "t", {"d": "2026-01-01"})
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "silver", "t", {"d": "2026-01-01"})
     snaps = tmp_path / "_state" / storage.SNAPSHOTS
-    first = storage.scan(tmp_path, "gold", "t")
-    storage.scan(tmp_path, "gold", "t")
+    first = storage.scan(tmp_path, "silver", "t")
+    storage.scan(tmp_path, "silver", "t")
     assert len(list(snaps.iterdir())) == 1  # unchanged table: the same snapshot again
-    storage.publish(pl.DataFrame({"v": [2, 3]}), tmp_path, "gold", "t", {"d": "2026-01-01"})
+    storage.publish(pl.DataFrame({"v": [2, 3]}), tmp_path, "silver", "t", {"d": "2026-01-01"})
     assert first.collect()["v"].to_list() == [1]  # a scan made before keeps reading its files
-    assert storage.scan(tmp_path, "gold", "t").collect()["v"].to_list() == [2, 3]
+    assert storage.scan(tmp_path, "silver", "t").collect()["v"].to_list() == [2, 3]
     assert len(list(snaps.iterdir())) == 2
     storage.vacuum(tmp_path, grace_hours=0)
     assert list(snaps.iterdir()) == []
