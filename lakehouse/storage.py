@@ -419,7 +419,8 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     staging = _scratch(lake)
     try:
         frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=True), mkdir=True, compression="lz4")
-        parts = sorted(d for d in staging.iterdir() if d.is_dir())
+        # an empty frame writes no partition, and the sink then creates no folder at all
+        parts = sorted(d for d in staging.iterdir() if d.is_dir()) if staging.exists() else []
         files: list[Path] = []
         for d in parts:
             found = sorted(d.glob("*.parquet"))

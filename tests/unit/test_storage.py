@@ -86,6 +86,17 @@ def test_a_rerun_with_the_same_content_commits_nothing(tmp_path):
     assert not list((tmp_path / "_state" / "_staging").glob("*"))  # staging cleaned up
 
 
+def test_an_empty_build_removes_every_partition_in_one_commit(tmp_path):
+    storage.publish_partitioned(_days({"2026-01-01": [1], "2026-01-02": [2]}), tmp_path, "gold", "fct_x", "day")
+    empty = storage.publish_partitioned(_days({}), tmp_path, "gold", "fct_x", "day", sort_by=["v"])
+    assert empty == {"written": 0, "unchanged": 0, "retired": 2}
+    assert storage.row_count(tmp_path, "gold", "fct_x") == 0
+    # and an empty first build creates the (rowless) table
+    assert storage.publish_partitioned(_days({}), tmp_path, "gold", "fct_y", "day") == \
+        {"written": 0, "unchanged": 0, "retired": 0}
+    assert storage.row_count(tmp_path, "gold", "fct_y") == 0
+
+
 def test_partitions_are_sorted_within_by_sort_by(tmp_path):
     frame = _days({"2026-01-01": [3, 1, 2], "2026-01-02": [9, 8]})
     storage.publish_partitioned(frame, tmp_path, "gold", "fct_x", "day", sort_by=["v"])
