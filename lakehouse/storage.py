@@ -536,17 +536,20 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
     return removed
 
 
-def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
-    """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
-    from lakehouse import delta
-
-    removed: list[Location] = []
+def _delta_tables(lake: Location) -> Iterator[tuple[str, Location]]:
+    """``("layer.table", root)`` of every Delta table of the lake."""
     for layer in ("bronze", "silver", "gold"):
         for table in tables(lake, layer):
             root = table_dir(lake, layer, table)
             if _is_delta(root):
-                removed += delta.vacuum(root, grace_hours)
-    return removed
+                yield f"{layer}.{table}", root
+
+
+def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
+    """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
+    from lakehouse import delta
+
+    return [f for _, root in _delta_tables(lake) for f in delta.vacuum(root, grace_hours)]
 
 
 def empty_frame(lake: Location, layer: str, table: str) -> pl.DataFrame | None:
@@ -563,9 +566,7 @@ def optimize_all(lake: Location) -> dict[str, dict]:
     """Compact every Delta table's small files; ``{"layer.table": delta-rs metrics}``."""
     from lakehouse import delta
 
-    return {f"{layer}.{table}": delta.optimize(table_dir(lake, layer, table))
-            for layer in ("bronze", "silver", "gold") for table in tables(lake, layer)
-            if _is_delta(table_dir(lake, layer, table))}
+    return {name: delta.optimize(root) for name, root in _delta_tables(lake)}
 
 
 def _vacuum_superseded(base: Location, cutoff: float) -> list[Location]:
