@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -49,8 +50,14 @@ def _comments(cfg: DomainConfig) -> dict[str, tuple[str, dict[str, str]]]:
     return out
 
 
-def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
-    """Build the catalog into a temporary file, then atomically replace ``catalog_path``."""
+def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
+                  versions: Mapping[str, int | None] | None = None) -> Path:
+    """Build the catalog into a temporary file, then atomically replace ``catalog_path``.
+
+    ``versions`` pins Delta tables (``"layer.table"``) to an earlier version (time travel,
+    ``lakehouse.timetravel``); ``None`` for a table leaves it out (it did not exist then).
+    Tables not named are served as they are now."""
+    versions = versions or {}
     target = Path(target or cfg.catalog_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -63,7 +70,10 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
             for layer in LAYERS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
                 for table in storage.tables(cfg.lake, layer):
-                    if storage.data_files(cfg.lake, layer, table):
+                    name = f"{layer}.{table}"
+                    if name in versions:
+                        _create_pinned(con, cfg, layer, table, versions[name], comments.get(name))
+                    elif storage.data_files(cfg.lake, layer, table):
                         _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
                                      comments.get(f"{layer}.{table}"),
                                      materialise=layer == "gold" and table in materialised)
@@ -85,6 +95,22 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None) -> Path:
 # A raw record re-read by an overlapping (lookback) extraction is quarantined again in
 # that batch; analysts see each rejected record once, the log keeps every rejection.
 DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_pointer")}
+
+
+def _create_pinned(con: duckdb.DuckDBPyConnection, cfg: DomainConfig, layer: str, table: str,
+                   version: int | None, comment: tuple[str, dict[str, str]] | None) -> None:
+    """A view over one earlier version of a Delta table (its files are immutable until vacuum)."""
+    if version is None:
+        return
+    import polars as pl
+
+    from lakehouse import delta
+
+    root = storage.table_dir(cfg.lake, layer, table)
+    if delta.files(root, version):
+        _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table, version), comment)
+    else:
+        _create_empty(con, layer, table, pl.DataFrame(schema=delta.scan(root, version).collect_schema()))
 
 
 def _create_empty(con: duckdb.DuckDBPyConnection, layer: str, table: str, empty) -> None:
@@ -169,12 +195,12 @@ def sandbox_settings(cfg: DomainConfig) -> list[str]:
             "SET enable_external_access = false", "SET lock_configuration = true"]
 
 
-def connect_read_only(cfg: DomainConfig) -> duckdb.DuckDBPyConnection:
+def connect_read_only(cfg: DomainConfig, path: Path | None = None) -> duckdb.DuckDBPyConnection:
     """How the pipeline itself (ML tasks) and analysts open the catalog: read-only and, for a
     local lake, sandboxed to it (``sandbox_settings``; docs/SECURITY.md). An object-store lake
     is read through a registered fsspec filesystem, not tested under the sandbox, so it is
     not applied there: the bucket policy (least-privilege credentials) is the boundary."""
-    con = duckdb.connect(cfg.catalog_path, read_only=True)
+    con = duckdb.connect(str(path or cfg.catalog_path), read_only=True)
     if storage.is_remote(cfg.lake):
         return attach_lake(con, cfg)
     for statement in sandbox_settings(cfg):

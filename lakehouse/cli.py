@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     run = sub.add_parser("run", help="run one business date's steps in order, without Airflow")
     run.add_argument("--date", type=date.fromisoformat, required=True)
     run.add_argument("--force-extract", action="store_true")
-    sub.add_parser("catalog", help="rebuild and swap in the DuckDB catalog")
+    cat = sub.add_parser("catalog", help="rebuild and swap in the DuckDB catalog")
+    cat.add_argument("--as-of", action="append", default=[], metavar="WHEN",
+                     help="write a catalog of the lake as of a UTC timestamp or layer.table@VERSION "
+                          "(repeatable) to --out instead; the served catalog is untouched")
+    cat.add_argument("--out", type=Path, default=None, help="where --as-of writes its catalog")
+    hist = sub.add_parser("history", help="the versions (commits) of a Delta table, newest first")
+    hist.add_argument("table", help="layer.table, e.g. gold.fct_order_lines")
+    hist.add_argument("--limit", type=int, default=20)
     sub.add_parser("hashes", help="print an order-independent content hash of every table")
     sub.add_parser("rebuild", help="regenerate silver and gold from bronze alone (full refresh)")
     model = sub.add_parser("model", help="the model registry: list versions, promote, roll back")
@@ -56,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     sql = sub.add_parser("sql", help="run one query on the catalog: read-only, sandboxed to the lake")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
+    sql.add_argument("--as-of", action="append", default=[], metavar="WHEN",
+                     help="query the lake as it was: a UTC timestamp (2026-11-03T12:00:00Z) for every "
+                          "Delta table, or layer.table@VERSION for one (repeatable; see lakehouse history)")
     args = parser.parse_args(argv)
 
     from lakehouse import tasks
@@ -66,9 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         _run_command(cfg, args)
     elif args.command == "catalog":
-        from lakehouse.catalog import build_catalog
+        _catalog_command(cfg, args)
+    elif args.command == "history":
+        from lakehouse import timetravel
 
-        print(build_catalog(cfg))
+        print(json.dumps(_or_exit(lambda: timetravel.history(cfg, args.table, args.limit)), indent=1))
     elif args.command == "rebuild":
         from lakehouse.rebuild import rebuild
 
@@ -97,12 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print(json.dumps(apply_retention(cfg, args.date)))
     elif args.command == "sql":
-        import polars as pl
-
-        from lakehouse.catalog import connect_read_only
-
-        with connect_read_only(cfg) as con:
-            print(pl.from_arrow(con.execute(args.query).to_arrow_table()).head(args.max_rows))
+        _sql_command(cfg, args)
     elif args.command == "optimize":
         from lakehouse.storage import optimize_all
 
@@ -116,6 +123,59 @@ def main(argv: list[str] | None = None) -> None:
         from lakehouse.storage import layer_hashes
 
         print(json.dumps(layer_hashes(cfg.lake), indent=1))
+
+
+def _or_exit(call):
+    """Run ``call``; a user's mistake (bad --as-of, unknown table) is one line, not a traceback."""
+    from lakehouse.timetravel import AsOfError
+
+    try:
+        return call()
+    except AsOfError as exc:
+        raise SystemExit(f"lakehouse: {exc}") from None
+
+
+def _catalog_command(cfg, args: argparse.Namespace) -> None:
+    if not args.as_of:
+        from lakehouse.catalog import build_catalog
+
+        print(build_catalog(cfg))
+        return
+    from lakehouse import timetravel
+
+    if args.out is None:
+        raise SystemExit("lakehouse catalog --as-of: give --out FILE (the served catalog stays current)")
+    as_of = _or_exit(lambda: timetravel.parse(args.as_of))
+    print(_or_exit(lambda: timetravel.build(cfg, as_of, args.out)))
+
+
+def _sql_command(cfg, args: argparse.Namespace) -> None:
+    """One query, printed whole up to ``--max-rows``; an SQL error is one line on stderr."""
+    import contextlib
+    import sys
+
+    import duckdb
+    import polars as pl
+
+    from lakehouse import timetravel
+    from lakehouse.catalog import connect_read_only
+
+    as_of = _or_exit(lambda: timetravel.parse(args.as_of)) if args.as_of else None
+
+    def query() -> pl.DataFrame:
+        opened = timetravel.connect(cfg, as_of) if as_of else contextlib.closing(connect_read_only(cfg))
+        with opened as con:
+            try:
+                return pl.from_arrow(con.sql(args.query).to_arrow_table())
+            except duckdb.Error as exc:
+                raise SystemExit(f"lakehouse sql: {str(exc).splitlines()[0]}") from None
+
+    frame = _or_exit(query)
+    if as_of is not None and (current := timetravel.unversioned(cfg)):
+        print(f"as of {args.as_of}: Delta tables at that version; not versioned, served as now: "
+              f"{', '.join(current)}", file=sys.stderr)
+    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=10_000, tbl_width_chars=10_000):
+        print(frame.head(args.max_rows))
 
 
 def _run_command(cfg, args: argparse.Namespace) -> None:

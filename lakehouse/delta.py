@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.storage import Location, is_remote
@@ -192,6 +192,15 @@ def files(where: Location, version: int | None = None) -> list[str]:
     """The data files of one version: immutable, so a reader may keep them for as long as
     ``vacuum``'s retention lasts (partition values are in their ``key=value`` folders)."""
     return sorted(_table(where, version).file_uris())
+
+
+def version_at(where: Location, when: datetime) -> int | None:
+    """The version a reader at ``when`` saw: the newest commit at or before it; None when the
+    table did not exist yet (delta-rs' own timestamp loading answers version 0 then)."""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    cutoff_ms = when.timestamp() * 1000
+    seen = [c["version"] for c in _table(where).history() if c["timestamp"] <= cutoff_ms]
+    return max(seen, default=None)
 
 
 def partitions(where: Location) -> list[dict[str, str]]:

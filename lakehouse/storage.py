@@ -194,16 +194,27 @@ def _is_delta(root: Location) -> bool:
     return delta.is_table(root)
 
 
-def table_source(lake: Location, layer: str, table: str) -> str:
+def table_source(lake: Location, layer: str, table: str, version: int | None = None) -> str:
     """What ``read_parquet`` (DuckDB) should read for a table, as a SQL literal: a snapshot of
     its current files (hard links on disk, see ``_pinned``; the list of current objects on an
     object store). DuckDB, like Polars, opens a file more than once per query, so a glob over
     live partitions tears when a run republishes one; a catalog built from snapshots reads a
-    consistent lake until it is rebuilt, and vacuum's grace period outlives that."""
+    consistent lake until it is rebuilt, and vacuum's grace period outlives that.
+
+    ``version`` (Delta tables only): the files of that earlier version (time travel)."""
+    if version is not None:
+        from lakehouse import delta
+
+        return _sql_list(delta.files(table_dir(lake, layer, table), version))
     files = data_files(lake, layer, table)
     if is_remote(lake) or _is_delta(table_dir(lake, layer, table)):  # Delta files are immutable
-        return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        return _sql_list(files)
     return "'" + _pinned(lake, layer, table, files).replace("'", "''") + "'"
+
+
+def _sql_list(files: Iterable[Location]) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
 
 
 def read(lake: Location, layer: str, table: str,
@@ -536,7 +547,7 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
     return removed
 
 
-def _delta_tables(lake: Location) -> Iterator[tuple[str, Location]]:
+def delta_tables(lake: Location) -> Iterator[tuple[str, Location]]:
     """``("layer.table", root)`` of every Delta table of the lake."""
     for layer in ("bronze", "silver", "gold"):
         for table in tables(lake, layer):
@@ -549,7 +560,7 @@ def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
     """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
     from lakehouse import delta
 
-    return [f for _, root in _delta_tables(lake) for f in delta.vacuum(root, grace_hours)]
+    return [f for _, root in delta_tables(lake) for f in delta.vacuum(root, grace_hours)]
 
 
 def empty_frame(lake: Location, layer: str, table: str) -> pl.DataFrame | None:
@@ -566,7 +577,7 @@ def optimize_all(lake: Location) -> dict[str, dict]:
     """Compact every Delta table's small files; ``{"layer.table": delta-rs metrics}``."""
     from lakehouse import delta
 
-    return {name: delta.optimize(root) for name, root in _delta_tables(lake)}
+    return {name: delta.optimize(root) for name, root in delta_tables(lake)}
 
 
 def _vacuum_superseded(base: Location, cutoff: float) -> list[Location]:
