@@ -48,6 +48,7 @@ bench: setup
 	$(PY) -m benchmarks.tpch_bench --scale $(TPCH_SCALE)
 	$(PY) -m benchmarks.retail_bench
 	$(PY) -m benchmarks.backfill_bench
+	$(PY) -m benchmarks.silver_growth
 	$(PY) -m benchmarks.quality_bench $(QUALITY_BENCH_ARGS) --out data/bench_quality.json
 	$(PY) -m benchmarks.ml_bench $(BENCH_ARGS) --out data/bench_ml.json
 

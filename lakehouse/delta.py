@@ -158,6 +158,33 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
     return counts
 
 
+def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.DataFrame) -> dict:
+    """Make ``rows`` the table's rows for the keys in ``keys``, in one commit (a merge).
+
+    Every current row whose ``key`` is in ``keys`` is deleted and ``rows`` are inserted, so a
+    key's set of rows (its SCD2 versions, say) is replaced whole; other keys are untouched.
+    The source is ``keys`` as marker columns (``_mk_<col>``, matched to delete) stacked on
+    ``rows`` (markers null, inserted): delta-rs' merge then does both in a single commit.
+    ``streamed_exec=False`` lets it prune target files by the source's key range instead of
+    scanning the whole table (docs/FACTS: 0.11 s against 1.2-2.1 s for a 10k-row day on 6 M
+    rows). Fenced (ADR 0016). Returns delta-rs' merge metrics.
+    """
+    import polars as pl
+
+    from lakehouse.storage import _fenced
+
+    markers = keys.select(pl.col(k).alias(f"_mk_{k}") for k in key).unique()
+    source = pl.concat([markers, rows], how="diagonal_relaxed")
+    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
+        return (_table(where)
+                .merge(source.to_arrow(), predicate=" AND ".join(f"t.{k} = s._mk_{k}" for k in key),
+                       source_alias="s", target_alias="t", streamed_exec=False)
+                .when_matched_delete()
+                .when_not_matched_insert(updates={c: f"s.{c}" for c in rows.columns},
+                                         predicate=f"s._mk_{key[0]} IS NULL")
+                .execute())
+
+
 def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None) -> int:
     """One Delta commit of ``lf``: created on the first write; else rows matching ``predicate``
     replaced (all rows, and the schema, when there is none). Fenced (ADR 0016)."""

@@ -280,31 +280,151 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
         pl.lit(run_id).alias("_run_id"))
 
 
-def build(cfg: DomainConfig, entity: str) -> int:
-    """Rebuild ``silver/<entity>`` from every staged batch; returns its row count.
+def stage_and_build(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, int]:
+    """The daily silver step: stage the run's batch, then update the entity's silver table
+    for the keys that batch touched (those it brings and those of the batch it replaced)."""
+    # the replaced batch's keys are written down before the batch is replaced: an attempt
+    # killed between staging and merging leaves them for the next one, which could not see
+    # them any more (it finds the new batch staged already)
+    pending = {"entity": entity}
+    earlier = storage.read(cfg.lake, "_state", PENDING, pending)
+    before = pl.concat([staged_keys(cfg, entity, run_date), *([earlier] if earlier is not None else [])])
+    storage.publish(before, cfg.lake, "_state", PENDING, pending)
+    staged = stage(cfg, entity, run_date, run_id)
+    touched = pl.concat([before, staged_keys(cfg, entity, run_date)])
+    rows = build(cfg, entity, touched=touched)
+    storage.publish(before.clear(), cfg.lake, "_state", PENDING, pending)
+    return staged | {"silver_rows": rows}
+
+
+# Keys whose staged rows a silver task changed but whose merge has not committed yet
+PENDING = "silver_pending_keys"
+
+
+def staged_keys(cfg: DomainConfig, entity: str, run_date: date) -> pl.DataFrame:
+    """The distinct primary keys of one staged batch (none when it was never staged)."""
+    contract = cfg.contract(entity)
+    path = storage.data_file(cfg.lake, "silver", stg_table(entity), {"ingest_date": run_date.isoformat()})
+    if not storage.path_exists(path):
+        return pl.DataFrame(schema={k: polars_schema(contract)[k] for k in contract.primary_key})
+    return pl.scan_parquet(path).select(contract.primary_key).unique().collect()
+
+
+def build(cfg: DomainConfig, entity: str, *, touched: pl.DataFrame | None = None) -> int:
+    """Update ``silver/<entity>`` (a Delta table, ADR 0019) from the staged batches; returns its rows.
+
+    With ``touched`` (keys whose staged rows changed) only those keys are recomputed, from
+    their own staged rows, and replaced in one commit: every row of a key-local table depends
+    on its key's staged rows alone, so this equals a full rebuild (the oracle, tested). The
+    full rebuild from every staged batch runs instead on the first build, without
+    ``touched``, for snapshot-inferred deletes (not key-local), when a column was added, or
+    when most keys changed anyway.
 
     Versions that batches disagree on (same key and ``updated_at``, different values)
     are refused: they go to ``silver/quarantine_conflicts/entity=X`` and not to silver.
     """
     contract = cfg.contract(entity)
+    if touched is None or not _merge_touched(cfg, contract, touched):
+        _rebuild(cfg, contract)
+    return storage.row_count(cfg.lake, "silver", entity)
+
+
+# A batch touching more than this share of a table's rows rebuilds it whole (cheaper than a merge)
+MERGE_MAX_SHARE = 0.5
+
+
+def _merge_touched(cfg: DomainConfig, contract: EntityContract, touched: pl.DataFrame) -> bool:
+    """Recompute the touched keys and merge them in; False when a full rebuild must run instead."""
+    from lakehouse import delta
+
+    root = storage.table_dir(cfg.lake, "silver", contract.entity)
+    if not key_local(contract) or not delta.is_table(root):
+        return False
+    key = contract.primary_key
+    keys = touched.select(key).unique()
+    if keys.height == 0:  # an empty batch (and none replaced): nothing can have changed
+        return True
+    if keys.height > MERGE_MAX_SHARE * max(storage.row_count(cfg.lake, "silver", contract.entity), 1):
+        return False
+    staged = storage.scan(cfg.lake, "silver", stg_table(contract.entity), union_schema=True)
+    if len(key) == 1:  # a literal list: Parquet statistics skip row groups without those keys
+        subset = staged.filter(pl.col(key[0]).is_in(keys.get_column(key[0]).implode()))
+    else:
+        subset = staged.join(keys.lazy(), on=key, how="semi", nulls_equal=True)
+    subset = subset.collect().lazy()  # the touched keys' history: small, read once
+    conflicts = conflicting_versions(subset, contract).collect() if contract.updated_at else None
+    rows = history(_without_conflicts(subset, conflicts, contract), contract, cfg.timezone).collect()
+    current = delta.scan(root).collect_schema()
+    if dict(rows.schema) != dict(current):
+        log.info("silver.%s: columns changed (%s -> %s), rebuilt whole", contract.entity,
+                 list(current.items()), list(rows.schema.items()))
+        return False
+    if conflicts is not None:
+        _replace_conflicts(cfg, contract, keys, conflicts)
+    metrics = delta.replace_keys(rows, root, key, keys)
+    log.info("silver.%s: %d key(s) merged (%d rows deleted, %d inserted, %d of %d files scanned)",
+             contract.entity, keys.height, metrics["num_target_rows_deleted"],
+             metrics["num_target_rows_inserted"], metrics["num_target_files_scanned"],
+             metrics["num_target_files_scanned"] + metrics["num_target_files_skipped_during_scan"])
+    return True
+
+
+def _without_conflicts(staged: pl.LazyFrame, conflicts: pl.DataFrame | pl.LazyFrame | None,
+                       contract: EntityContract) -> pl.LazyFrame:
+    """Pure: staged rows minus the versions batches disagree on."""
+    if conflicts is None:
+        return staged
+    version = [*contract.primary_key, contract.updated_at]
+    refused = conflicts.lazy().select(pl.col("_key").str.json_decode(
+        pl.Struct({k: staged.collect_schema()[k] for k in version})).struct.unnest())
+    return staged.join(refused, on=version, how="anti", nulls_equal=True)
+
+
+CONFLICTS = "quarantine_conflicts"
+
+
+def _replace_conflicts(cfg: DomainConfig, contract: EntityContract, keys: pl.DataFrame,
+                       found: pl.DataFrame) -> None:
+    """The entity's refused versions: those of untouched keys kept, the touched keys' replaced."""
+    part = {"entity": contract.entity}
+    old = storage.read(cfg.lake, "silver", CONFLICTS, part)
+    if old is None and found.height == 0:
+        return
+    if old is not None and old.height:
+        key_types = pl.Struct({k: keys.schema[k] for k in contract.primary_key})
+        old = (old.with_columns(_k=pl.col("_key").str.json_decode(
+            pl.Struct({**key_types.to_schema(), contract.updated_at: pl.String})))
+            .with_columns(pl.col("_k").struct.field(k).alias(f"_k_{k}") for k in contract.primary_key)
+            .join(keys.rename({k: f"_k_{k}" for k in contract.primary_key}),
+                  on=[f"_k_{k}" for k in contract.primary_key], how="anti", nulls_equal=True)
+            .select(found.columns))
+        found = pl.concat([old, found]).sort("_key")
+    storage.publish(found, cfg.lake, "silver", CONFLICTS, part)
+
+
+def _rebuild(cfg: DomainConfig, contract: EntityContract) -> None:
+    """``silver/<entity>`` from every staged batch, in one commit."""
+    from lakehouse import delta
+
+    entity = contract.entity
+    root = storage.table_dir(cfg.lake, "silver", entity)
     staged = storage.scan(cfg.lake, "silver", stg_table(entity), union_schema=True)  # evolved columns
     if contract.updated_at:
         conflicts = conflicting_versions(staged, contract)
-        storage.publish(conflicts, cfg.lake, "silver", "quarantine_conflicts", {"entity": entity})
-        version = [*contract.primary_key, contract.updated_at]
-        staged = staged.join(conflicts.select(pl.col("_key").str.json_decode(
-            pl.Struct({k: staged.collect_schema()[k] for k in version})).struct.unnest()),
-            on=version, how="anti", nulls_equal=True)
+        storage.publish(conflicts, cfg.lake, "silver", CONFLICTS, {"entity": entity})
+        staged = _without_conflicts(staged, storage.read(cfg.lake, "silver", CONFLICTS, {"entity": entity}),
+                                    contract)
     rows = storage.row_count(cfg.lake, "silver", stg_table(entity))
     if rows > BUILD_BUCKET_ROWS and key_local(contract):
         # a key's whole history is in one bucket: each bucket is built in memory on its own
         buckets = -(-rows // BUILD_BUCKET_ROWS)
-        with storage.spill_buckets(staged, cfg.lake, contract.primary_key, buckets) as parts:
-            storage.publish_batches((history(p, contract, cfg.timezone).collect() for p in parts),
-                                    cfg.lake, "silver", entity)
+        with storage.spill_buckets(staged, cfg.lake, contract.primary_key, buckets) as parts, \
+                storage.scratch_dir(cfg.lake) as tmp:
+            for i, part in enumerate(parts):
+                history(part, contract, cfg.timezone).collect().write_parquet(tmp / f"bucket-{i:05d}.parquet")
+            delta.replace_all(pl.scan_parquet(sorted(tmp.glob("bucket-*.parquet"))), root)
     else:
-        storage.publish(history(staged, contract, cfg.timezone), cfg.lake, "silver", entity)
-    return storage.row_count(cfg.lake, "silver", entity)
+        delta.replace_all(history(staged, contract, cfg.timezone), root)
 
 
 # Above this many staged rows, ``build`` works in hash buckets of the key (bounded memory: the

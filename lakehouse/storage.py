@@ -456,6 +456,17 @@ def _scratch(lake: Location) -> Path:
 
 
 @contextlib.contextmanager
+def scratch_dir(lake: Location) -> Iterator[Path]:
+    """A private local folder for intermediate files, removed on exit."""
+    path = _scratch(lake)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def spill_buckets(frame: pl.LazyFrame, lake: Location, key: list[str], buckets: int) -> Iterator[list[pl.LazyFrame]]:
     """Split ``frame`` by a hash of ``key`` into ``buckets`` local files in one streamed pass.
 

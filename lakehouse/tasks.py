@@ -45,8 +45,7 @@ def silver(ctx: RunContext, entity: str) -> dict:
     # runs for other dates may stage the same entity concurrently; building under the lock
     # means the last build sees every batch staged before it, so the final table has them all
     with locked(ctx.cfg.lake, f"silver_{entity}"):
-        staged = silver_layer.stage(ctx.cfg, entity, ctx.run_date, ctx.run_id)
-        return staged | {"silver_rows": silver_layer.build(ctx.cfg, entity)}
+        return silver_layer.stage_and_build(ctx.cfg, entity, ctx.run_date, ctx.run_id)
 
 
 def gold(ctx: RunContext) -> dict:

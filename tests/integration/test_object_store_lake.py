@@ -101,10 +101,13 @@ def test_the_pipeline_on_s3_equals_the_pipeline_on_local_disk(tiny, s3_endpoint,
     names = [k.rsplit("/", 1)[1] for k in keys]
     # Delta tables (ADR 0019): immutable part files and their commit log, nothing else
     delta_roots = {k.split("/_delta_log/")[0] for k in keys if "/_delta_log/" in k}
-    # every gold table is a Delta table; silver and bronze are not yet
+    # every gold table and every silver entity is a Delta table; staged batches, the
+    # quarantine and bronze are not yet
     gold_tables = {k.split("/")[2] for k in keys if k.startswith(f"{BUCKET}-gold/retail/") and
                    not k.split("/")[2].startswith("_")}
-    assert delta_roots == {f"{BUCKET}-gold/retail/{t}" for t in gold_tables}, delta_roots
+    entities = {c.entity for c in local.contracts}
+    assert delta_roots == ({f"{BUCKET}-gold/retail/{t}" for t in gold_tables}
+                           | {f"{BUCKET}-silver/retail/{e}" for e in entities}), delta_roots
     in_delta = [k for k in keys if k.startswith(tuple(f"{r}/" for r in delta_roots))]
     assert all("/_delta_log/" in k or k.rsplit("/", 1)[1].startswith("part-") for k in in_delta), in_delta[:5]
     odd = [n for k, n in zip(keys, names, strict=True) if k not in in_delta
