@@ -113,9 +113,14 @@ def replace_where(frame: pl.DataFrame | pl.LazyFrame, where: Location, values: M
                    predicate=predicate({k: typed(v) for k, v in values.items()}))
 
 
-def replace_all(frame: pl.DataFrame | pl.LazyFrame, where: Location) -> int:
-    """Make ``frame`` the whole content of an unpartitioned table, in one commit."""
-    return _commit(frame.lazy(), where, partition_by=[], predicate=None)
+def replace_all(frame: pl.DataFrame | pl.LazyFrame, where: Location, *,
+                target_file_size: int | None = None) -> int:
+    """Make ``frame`` the whole content of an unpartitioned table, in one commit.
+
+    ``target_file_size`` (bytes) splits the rows, in the frame's order, into files of about
+    that size: a frame sorted by key then gives files of disjoint key ranges, which a merge
+    prunes by their statistics (``replace_keys`` rewrites only the files its keys fall in)."""
+    return _commit(frame.lazy(), where, partition_by=[], predicate=None, target_file_size=target_file_size)
 
 
 def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
@@ -185,12 +190,13 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
                 .execute())
 
 
-def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None) -> int:
+def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None,
+            target_file_size: int | None = None) -> int:
     """One Delta commit of ``lf``: created on the first write; else rows matching ``predicate``
     replaced (all rows, and the schema, when there is none). Fenced (ADR 0016)."""
     from lakehouse.storage import _fenced
 
-    options: dict[str, object] = {}
+    options: dict[str, object] = {} if target_file_size is None else {"target_file_size": target_file_size}
     if not is_table(where):
         mode = "append"
         if partition_by:
@@ -200,8 +206,29 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
     else:
         mode, options["predicate"] = "overwrite", predicate
     with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
-        lf.sink_delta(uri(where), mode=mode, storage_options=storage_options(where), delta_write_options=options)
+        if target_file_size is None:
+            lf.sink_delta(uri(where), mode=mode, storage_options=storage_options(where),
+                          delta_write_options=options)
+        else:  # Polars' sink writes files in parallel, out of order: stream the batches in order
+            from deltalake import write_deltalake
+
+            write_deltalake(uri(where), _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
+                            **options)  # type: ignore[arg-type]
     return _table(where).version()
+
+
+def _ordered_batches(lf: pl.LazyFrame):
+    """``lf``'s rows as an Arrow stream in the frame's order, computed batch by batch."""
+    import polars as pl
+    import pyarrow as pa
+
+    schema = pl.DataFrame(schema=lf.collect_schema()).to_arrow().schema
+
+    def batches():
+        for frame in lf.collect_batches(chunk_size=100_000):
+            yield from frame.to_arrow().cast(schema).to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def scan(where: Location, version: int | None = None) -> pl.LazyFrame:
