@@ -272,9 +272,30 @@ def vacuum(where: Location, retention_hours: float) -> list[str]:
                                 enforce_retention_duration=False)
 
 
-def optimize(where: Location) -> dict:
-    """Compact small files into fewer large ones (a new version; the old files go at vacuum)."""
-    return _table(where).optimize.compact()
+def optimize(where: Location, target_size: int | None = None) -> dict:
+    """Compact small files into fewer large ones (a new version; the old files go at vacuum).
+
+    delta-rs bins neighbouring files (its ``preserveLocality`` planner), so files laid out by
+    key stay key ranges; ``target_size`` (bytes) caps the new files (default: the table's
+    ``delta.targetFileSize``, about 100 MB)."""
+    from lakehouse.storage import _fenced
+
+    with _fenced():
+        return _table(where).optimize.compact(target_size=target_size)
+
+
+def small_files(where: Location, below_bytes: int) -> int:
+    """How many of the newest version's files under ``below_bytes`` compaction could merge:
+    those sharing a partition with another small file (it never merges across partitions)."""
+    import polars as pl
+
+    files = pl.DataFrame(_table(where).get_add_actions(flatten=True))
+    if files.is_empty():
+        return 0
+    parts = [c for c in files.columns if c.startswith("partition.")]
+    small = files.filter(pl.col("size_bytes") < below_bytes)
+    counts = small.group_by(parts).len()["len"] if parts else pl.Series([small.height])
+    return int(counts.filter(counts > 1).sum())
 
 
 def history(where: Location, limit: int | None = None) -> list[dict]:

@@ -121,6 +121,8 @@ DAILY: list[Step] = [
     Step("check_quality", tasks.quality, upstream=("build_gold",), doc="tier-3 checks of the day"),
     Step("apply_retention", tasks.retention, upstream=("publish_catalog",),
          doc="expire partitions past retention, vacuum"),
+    Step("compact_tables", tasks.compact, upstream=("apply_retention",),
+         doc="compact Delta tables that gathered many small files"),
     Step("score_forecast", tasks.score, upstream=("publish_catalog",), applies=lambda cfg: cfg.ml is not None,
          doc="forecast with the champion that served on the date (skipped while there is none)"),
     Step("check_freshness", tasks.freshness, upstream=("publish_catalog",), doc="freshness windows"),

@@ -584,6 +584,21 @@ def empty_frame(lake: Location, layer: str, table: str) -> pl.DataFrame | None:
     return pl.DataFrame(schema=delta.scan(root).collect_schema())
 
 
+# A Delta table is compacted once it has this many files under SMALL_FILE_BYTES (each daily
+# merge or partition replacement adds one small file per table it touches), into files of
+# about COMPACT_BYTES: small enough that a merge rewrites little (silver's files, ADR 0020)
+SMALL_FILES, SMALL_FILE_BYTES, COMPACT_BYTES = 32, 4 << 20, 8 << 20
+
+
+def compact_small_files(lake: Location) -> dict[str, dict]:
+    """Compact the Delta tables that gathered ``SMALL_FILES`` small files; the others are left
+    alone (a compaction is a new version: cheap, but not free, and not needed every day)."""
+    from lakehouse import delta
+
+    return {name: delta.optimize(root, COMPACT_BYTES) for name, root in delta_tables(lake)
+            if delta.small_files(root, SMALL_FILE_BYTES) >= SMALL_FILES}
+
+
 def optimize_all(lake: Location) -> dict[str, dict]:
     """Compact every Delta table's small files; ``{"layer.table": delta-rs metrics}``."""
     from lakehouse import delta

@@ -87,6 +87,16 @@ def retention(ctx: RunContext) -> dict:
     return apply_retention(ctx.cfg, ctx.run_date)
 
 
+def compact(ctx: RunContext) -> dict:
+    """Compact the Delta tables whose daily commits left many small files (``lakehouse optimize``
+    compacts every table)."""
+    from lakehouse.storage import compact_small_files
+
+    done = compact_small_files(ctx.cfg.lake)
+    log.info("compacted %d table(s): %s", len(done), ", ".join(done) or "none needed")
+    return {name: {k: m.get(k) for k in ("numFilesAdded", "numFilesRemoved")} for name, m in done.items()}
+
+
 def score(ctx: RunContext) -> dict:
     """Forecast with the champion that served on the run's date; idempotent per date."""
     return score_date(ctx.cfg, ctx.run_date)

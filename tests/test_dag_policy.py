@@ -26,12 +26,14 @@ def test_retail_daily_shape_snapshot(dagbag):
         "extract_erp", "extract_supplier_api", "extract_inventory_drop",
         "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
         "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
-        "build_gold", "publish_catalog", "apply_retention", "score_forecast", "announce_backfill",
+        "build_gold", "publish_catalog", "apply_retention", "compact_tables", "score_forecast",
+        "announce_backfill",
         "check_freshness", "check_quality", "write_report",
     ])
     assert dag.get_task("announce_backfill").upstream_task_ids == {"apply_retention", "score_forecast"}
     assert [o.name for o in dag.get_task("announce_backfill").outlets] == ["retail_gold_history"]
     assert dag.get_task("apply_retention").upstream_task_ids == {"publish_catalog"}
+    assert dag.get_task("compact_tables").upstream_task_ids == {"apply_retention"}
     assert dag.get_task("write_report").upstream_task_ids == {
         "apply_retention", "score_forecast", "check_freshness", "check_quality"}
     assert dag.get_task("check_quality").upstream_task_ids == {"build_gold"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import polars as pl
@@ -98,3 +98,24 @@ def test_a_superseded_attempt_commits_nothing(tmp_path):
     finally:
         storage.release_attempt()
     assert storage.scan(lake, "gold", "checks").collect()["failing_count"].to_list() == [1]
+
+
+def test_only_tables_with_many_small_files_are_compacted(tmp_path, monkeypatch):
+    """The daily compaction step leaves a table alone until it gathered SMALL_FILES small files
+    that can be merged (in one partition), then compacts it once: same content, fewer files.
+    A partitioned table with one small file per partition has nothing to merge."""
+    lake = tmp_path / "lake"
+    monkeypatch.setattr(storage, "SMALL_FILES", 5)
+    for i in range(6):
+        _write(lake, D1 + timedelta(days=i), "silver.e", [i])  # one file in each of 6 partitions
+    root = storage.table_dir(lake, "silver", "items")
+    delta.replace_all(pl.DataFrame({"k": [0], "v": [0]}), root)
+    for i in range(1, 4):  # each merge of new keys adds a file: 4 files, under the threshold
+        delta.replace_keys(pl.DataFrame({"k": [i], "v": [i]}), root, ["k"], pl.DataFrame({"k": [i]}))
+    assert storage.compact_small_files(lake) == {}
+    delta.replace_keys(pl.DataFrame({"k": [4], "v": [4]}), root, ["k"], pl.DataFrame({"k": [4]}))
+    before, files = storage.content_hash(lake, "silver", "items"), len(delta.files(root))
+    done = storage.compact_small_files(lake)
+    assert list(done) == ["silver.items"] and len(delta.files(root)) < files == 5
+    assert storage.content_hash(lake, "silver", "items") == before
+    assert storage.compact_small_files(lake) == {}  # one file now: nothing to do
