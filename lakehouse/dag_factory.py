@@ -29,18 +29,25 @@ DEFAULT_ARGS = {
 
 
 def business_date(tz: str) -> date:
-    """The run's business date: its logical date in the domain timezone.
-
-    With ``CronDataIntervalTimetable`` a scheduled or backfill run's logical date is
-    its data interval start (the day being processed), and ``airflow dags test DAG D``
-    sets the logical date to D, so every way of running a day agrees on the date.
-    """
+    """The run's business date (see ``business_date_of``)."""
     from airflow.sdk import get_current_context
 
-    return _business_date_of(get_current_context()["logical_date"], tz)
+    return business_date_of(get_current_context()["logical_date"], tz)
 
 
-def _business_date_of(logical_date: datetime, tz: str) -> date:
+def business_date_of(logical_date: datetime, tz: str) -> date:
+    """The business date a run's logical date stands for.
+
+    A scheduled or backfill run's logical date is its data interval start, a midnight in
+    the domain timezone (``CronDataIntervalTimetable``): its date there is the business
+    date. A date typed by a user (``airflow dags test DAG 2013-02-04``, ``dags trigger
+    --logical-date``) arrives as midnight UTC, which west of UTC is the evening before in
+    the domain's zone: that date is taken as typed. Only a zone at UTC+0 at that moment has
+    both at once, and then they name the same date.
+    """
+    utc = logical_date.astimezone(ZoneInfo("UTC"))
+    if utc.time() == datetime.min.time():
+        return utc.date()
     return logical_date.astimezone(ZoneInfo(tz)).date()
 
 
@@ -208,7 +215,7 @@ def _training_date(tz: str) -> date | None:
     from airflow.sdk import get_current_context
 
     logical = get_current_context().get("logical_date")
-    return _business_date_of(logical, tz) if logical else None
+    return business_date_of(logical, tz) if logical else None
 
 
 def build_training_dag(config_dir: str | Path):

@@ -30,25 +30,44 @@ def test_windows_initial_load_lookback_and_gap():
     assert widened.start == datetime.combine(start, datetime.min.time())  # missed runs are caught up
 
 
-@pytest.mark.parametrize("first", [date(2026, 3, 25), date(2026, 10, 21)])
-def test_the_daily_timetable_gives_each_business_day_once_across_dst(first):
-    """Scheduling in Europe/Paris across a DST change: every business date once, none dropped."""
+@pytest.mark.parametrize(("zone", "first"), [
+    ("Europe/Paris", date(2026, 3, 25)), ("Europe/Paris", date(2026, 10, 21)),  # east of UTC
+    ("America/New_York", date(2026, 3, 4)), ("America/New_York", date(2026, 10, 28)),  # west
+    ("Asia/Tokyo", date(2026, 3, 25)), ("UTC", date(2026, 3, 25)),
+])
+def test_the_daily_timetable_gives_each_business_day_once_across_dst(zone, first):
+    """Scheduling across a DST change east and west of UTC: every business date once, none
+    dropped, none shifted (the scheduler's logical dates are midnights in the zone)."""
     from datetime import timedelta
     from zoneinfo import ZoneInfo
 
     from airflow.timetables.base import TimeRestriction
     from airflow.timetables.interval import CronDataIntervalTimetable  # the scheduler's side
 
-    from lakehouse.dag_factory import _business_date_of
+    from lakehouse.dag_factory import business_date_of
 
-    tz = ZoneInfo("Europe/Paris")
-    timetable = CronDataIntervalTimetable("0 0 * * *", timezone="Europe/Paris")
+    tz = ZoneInfo(zone)
+    timetable = CronDataIntervalTimetable("0 0 * * *", timezone=zone)
     start = datetime.combine(first, datetime.min.time(), tz)
     restriction = TimeRestriction(earliest=start, latest=start + timedelta(days=10), catchup=True)
     last, days = None, []
     while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
         last = info.data_interval
-        days.append(_business_date_of(info.logical_date, "Europe/Paris"))
+        days.append(business_date_of(info.logical_date, zone))
         hours = (last.end - last.start).total_seconds() / 3600
         assert hours in (23, 24, 25)
     assert days == [first + timedelta(days=i) for i in range(11)]
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "America/Los_Angeles", "Europe/Paris", "Asia/Tokyo", "UTC"])
+@pytest.mark.parametrize("typed", ["2013-02-04", "2026-03-08", "2026-11-01", "2026-03-29"])
+def test_a_date_typed_on_the_airflow_cli_is_the_business_date_in_any_zone(zone, typed):
+    """``airflow dags test DAG D`` (and ``dags trigger --logical-date D``) hand the task a
+    logical date parsed by Airflow as midnight UTC; west of UTC that is the evening before in
+    the domain's zone, and the run must still process D (issue 20: it processed D-1)."""
+    from airflow.cli.cli_config import ARG_LOGICAL_DATE  # how `airflow dags test` parses its date
+
+    from lakehouse.dag_factory import business_date_of
+
+    logical = ARG_LOGICAL_DATE.kwargs["type"](typed)
+    assert business_date_of(logical, zone) == date.fromisoformat(typed)
