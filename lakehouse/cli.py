@@ -14,13 +14,25 @@ from pathlib import Path
 from lakehouse.airflow_env import PROJECT
 
 
-def _config_dir(domain: str) -> Path:
-    return PROJECT / "configs" / domain
+def _config_dir(domain: str, given: Path | None) -> Path:
+    """The domain's configuration folder: ``--config-dir``, else ``$LAKEHOUSE_CONFIG_DIR``,
+    else the project's ``configs/<domain>`` (a user's own repository can hold it elsewhere)."""
+    import os
+
+    found = given or (Path(os.environ["LAKEHOUSE_CONFIG_DIR"]) if os.environ.get("LAKEHOUSE_CONFIG_DIR")
+                      else PROJECT / "configs" / domain)
+    if not (found / "domain.yaml").is_file():
+        raise SystemExit(f"lakehouse: no domain.yaml in {found} (--config-dir, LAKEHOUSE_CONFIG_DIR "
+                         f"or configs/<domain>)")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     parser.add_argument("--domain", default="retail")
+    parser.add_argument("--config-dir", type=Path, default=None,
+                        help="the domain's configuration folder (default: $LAKEHOUSE_CONFIG_DIR, "
+                             "else configs/<domain> of this project)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one business date's steps in order, without Airflow")
     run.add_argument("--date", type=date.fromisoformat, required=True)
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     from lakehouse import tasks
     from lakehouse.config import load_domain
 
-    config_dir = str(_config_dir(args.domain))
+    config_dir = str(_config_dir(args.domain, args.config_dir))
     cfg = load_domain(config_dir)
     if args.command == "run":
         _run_command(cfg, args)
@@ -161,6 +173,9 @@ def _sql_command(cfg, args: argparse.Namespace) -> None:
     from lakehouse.catalog import connect_read_only
 
     as_of = _or_exit(lambda: timetravel.parse(args.as_of)) if args.as_of else None
+    if not Path(cfg.catalog_path).exists():
+        raise SystemExit(f"lakehouse sql: no catalog at {cfg.catalog_path} yet: a daily run builds it "
+                         f"(lakehouse run --date D, or make demo)")
 
     def query() -> pl.DataFrame:
         opened = timetravel.connect(cfg, as_of) if as_of else contextlib.closing(connect_read_only(cfg))

@@ -44,3 +44,30 @@ def test_a_broken_source_fails_alone_and_the_run_is_recorded(tiny):
                             capture_output=True, text=True, env=env, timeout=300, check=True).stdout
     assert "1 failed" in status and summary["run_id"][0] in status
     assert pl.Series(tries["task_id"]).n_unique() == len(printed)
+
+
+def test_a_domain_config_outside_the_project(tmp_path):
+    """A user's own repository holds the domain's YAML: ``--config-dir`` or
+    ``LAKEHOUSE_CONFIG_DIR`` point the CLI at it; a folder without domain.yaml is one line."""
+    import shutil
+
+    from tests.conftest import CONFIG_DIR
+
+    own = tmp_path / "my-repo" / "shop"
+    shutil.copytree(CONFIG_DIR, own)
+    (own / "domain.yaml").write_text((own / "domain.yaml").read_text().replace("name: retail", "name: shop"))
+    env = {**os.environ, "LAKEHOUSE_HOME": str(tmp_path / "home")}
+    for args, extra in ((["--config-dir", str(own)], {}), ([], {"LAKEHOUSE_CONFIG_DIR": str(own)})):
+        out = subprocess.run([sys.executable, "-m", "lakehouse.cli", *args, "catalog"],
+                             capture_output=True, text=True, env=env | extra, timeout=300)
+        assert out.returncode == 0, out.stderr
+        out = subprocess.run([sys.executable, "-m", "lakehouse.cli", *args, "sql", "SELECT 42 AS answer"],
+                             capture_output=True, text=True, env=env | extra, timeout=300)
+        assert out.returncode == 0 and "42" in out.stdout, out.stderr
+    no_catalog = subprocess.run([sys.executable, "-m", "lakehouse.cli", "sql", "SELECT 1"], capture_output=True,
+                                text=True, env={**env, "LAKEHOUSE_HOME": str(tmp_path / "empty")}, timeout=300)
+    assert no_catalog.returncode != 0 and no_catalog.stderr.startswith("lakehouse sql: no catalog at")
+    missing = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--config-dir", str(tmp_path), "status"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode != 0 and missing.stderr.strip() == (
+        f"lakehouse: no domain.yaml in {tmp_path} (--config-dir, LAKEHOUSE_CONFIG_DIR or configs/<domain>)")
