@@ -141,9 +141,16 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
         rows = lf.group_by(by).agg(pl.len(), pl.struct(sorted(columns)).hash(seed=0).sum()).collect().rows()
         return {key: (n, h) for key, n, h in rows}
 
-    new = digest(frame)
     exists = is_table(where)
-    same_schema = exists and set(scan(where).collect_schema().names()) == {by, *columns}
+    current = scan(where).collect_schema() if exists else None
+    same_schema = current is not None and set(current.names()) == {by, *columns}
+    if same_schema:
+        # the types the table stores: Delta has no unsigned integers (a ``pl.len()`` column is
+        # stored as a signed one), and a value hashes by its type, so without this every
+        # partition of such a table differed from itself and was rewritten on every run
+        stored = frame.collect_schema()
+        frame = frame.cast({c: current[c] for c in columns if stored[c] != current[c]})
+    new = digest(frame)
     old = digest(scan(where)) if same_schema else {}
     changed = [k for k, d in new.items() if old.get(k) != d]
     retired = [k for k in old if k not in new]

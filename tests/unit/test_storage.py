@@ -86,6 +86,19 @@ def test_a_rerun_with_the_same_content_commits_nothing(tmp_path):
     assert not list((tmp_path / "_state" / "_staging").glob("*"))  # staging cleaned up
 
 
+def test_a_rerun_of_an_aggregate_with_a_count_commits_nothing(tmp_path):
+    """``pl.len()`` is unsigned; Delta stores it signed. Compared by their own types, every
+    partition of such an aggregate differed from itself and was rewritten on every run."""
+    from lakehouse import delta
+
+    frame = _days({"2026-01-01": [1, 2], "2026-01-02": [3]}).group_by("day").agg(lines=pl.len())
+    storage.publish_partitioned(frame, tmp_path, "gold", "agg_x", "day")
+    version = delta.version(storage.table_dir(tmp_path, "gold", "agg_x"))
+    assert storage.publish_partitioned(frame, tmp_path, "gold", "agg_x", "day") == {
+        "written": 0, "unchanged": 2, "retired": 0}
+    assert delta.version(storage.table_dir(tmp_path, "gold", "agg_x")) == version
+
+
 def test_an_empty_build_removes_every_partition_in_one_commit(tmp_path):
     storage.publish_partitioned(_days({"2026-01-01": [1], "2026-01-02": [2]}), tmp_path, "gold", "fct_x", "day")
     empty = storage.publish_partitioned(_days({}), tmp_path, "gold", "fct_x", "day", sort_by=["v"])
