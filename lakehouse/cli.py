@@ -187,9 +187,10 @@ def _sql_command(cfg, args: argparse.Namespace) -> None:
 
     frame = _or_exit(query)
     if as_of is not None and (current := timetravel.unversioned(cfg)):
-        print(f"as of {args.as_of}: Delta tables at that version; not versioned, served as now: "
+        print(f"as of {', '.join(args.as_of)}: Delta tables at that version; not versioned, served as now: "
               f"{', '.join(current)}", file=sys.stderr)
-    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=10_000, tbl_width_chars=10_000):
+    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=10_000, tbl_width_chars=10_000,
+                   fmt_float="full"):
         print(frame.head(args.max_rows))
 
 

@@ -123,7 +123,8 @@ def history(cfg: DomainConfig, name: str, limit: int | None = None) -> list[dict
             "committed_at": datetime.fromtimestamp(commit["timestamp"] / 1000, UTC).isoformat(),
             "operation": commit.get("operation"),
             "rows_added": metrics.get("num_added_rows", metrics.get("num_target_rows_inserted")),
-            "files_added": metrics.get("num_added_files"),
-            "files_removed": metrics.get("num_removed_files"),
+            # writes and merges name their metrics differently
+            "files_added": metrics.get("num_added_files", metrics.get("num_target_files_added")),
+            "files_removed": metrics.get("num_removed_files", metrics.get("num_target_files_removed")),
         })
     return out
