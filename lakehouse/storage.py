@@ -40,7 +40,9 @@ import polars as pl
 import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
-# Layers whose tables are Delta tables (ADR 0019); the others still publish one file per partition
+# Layers whose every table is a Delta table written through ``publish`` (ADR 0019); silver's entity
+# tables are Delta too, written by ``silver.build`` through ``lakehouse.delta`` (ADR 0020); the
+# rest still publish one file per partition
 DELTA_LAYERS = frozenset({"gold"})
 LAYERS = ("bronze", "silver", "gold", "_state")
 # Columns whose value legitimately differs between two identical runs (wall clock, run id).
