@@ -138,6 +138,8 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
     columns = [c for c in frame.collect_schema().names() if c != by]
 
     def digest(lf: pl.LazyFrame) -> dict[object, tuple[int, int]]:
+        # both sides are hashed here, in one process: Polars' hash is not stable across versions,
+        # so a digest is never stored or compared with one from another run
         rows = lf.group_by(by).agg(pl.len(), pl.struct(sorted(columns)).hash(seed=0).sum()).collect().rows()
         return {key: (n, h) for key, n, h in rows}
 
