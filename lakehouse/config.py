@@ -216,6 +216,9 @@ class GoldTable(Model):
     sort_by: list[Ident] = Field(
         [], description="row order of the files; with partition_by, within each partition (sorted one "
                         "partition at a time, in bounded memory, where an ORDER BY in sql sorts the whole table)")
+    touched: str | None = Field(
+        None, description="dotted path to a function giving the partitions that the inputs' changes "
+                          "touch; with it, a run recomputes only those (the builder takes ``partitions``)")
     serve: Literal["view", "table"] = Field(
         "view", description="in the DuckDB catalog: a view over the Parquet files, or a native table "
                             "loaded from them at each catalog build (faster queries, larger catalog)")
@@ -226,6 +229,9 @@ class GoldTable(Model):
         given = [k for k in ("builder", "sql", "date_dimension") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"set exactly one of builder, sql or date_dimension (got {given or 'none'})")
+        if self.touched and not (self.builder and self.partition_by):
+            raise ValueError("touched needs a builder and partition_by: it names the partitions a builder "
+                             "recomputes")
         if self.partition_by and self.partition_by in self.sort_by:
             raise ValueError(f"sort_by names the partition column {self.partition_by!r}: it is constant "
                              "within a partition and not stored in its files")

@@ -17,9 +17,10 @@ time, and a process forked after its runtime started must not use it (ADR 0019).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,13 @@ from lakehouse.storage import Location, is_remote
 if TYPE_CHECKING:
     import polars as pl
 
+log = logging.getLogger(__name__)
 LOG_DIR = "_delta_log"
+CHANGE_FEED = "delta.enableChangeDataFeed"
+CHANGE = "_change"  # signed row count of a net change (``changes_since``)
+# a whole-table rewrite's change feed holds the table twice: past this size a consumer
+# recomputes in full rather than read it (small tables, dimensions, are diffed this way)
+FULL_FEED_MAX_ROWS = 1_000_000
 
 
 def uri(where: Location) -> str:
@@ -124,8 +131,12 @@ def replace_all(frame: pl.DataFrame | pl.LazyFrame, where: Location, *,
 
 
 def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
-                               sort_by: list[str] | None = None) -> dict[str, int]:
+                               sort_by: list[str] | None = None,
+                               only: Sequence[object] | None = None) -> dict[str, int]:
     """Make ``frame`` the whole table, partitioned by ``by``, committing only what changed.
+
+    With ``only`` (partition values, no null), ``frame`` is the new content of those
+    partitions alone: the others are neither read nor touched (an incremental build).
 
     Each partition's content is summarised (row count and an order-independent hash of its
     rows) for the new frame and the current version; partitions that differ are rewritten
@@ -136,6 +147,8 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
     import polars as pl
 
     columns = [c for c in frame.collect_schema().names() if c != by]
+    if only is not None:
+        frame = frame.filter(pl.col(by).is_in(list(only)))
 
     def digest(lf: pl.LazyFrame) -> dict[object, tuple[int, int]]:
         # both sides are hashed here, in one process: Polars' hash is not stable across versions,
@@ -152,8 +165,11 @@ def replace_changed_partitions(frame: pl.LazyFrame, where: Location, by: str,
         # partition of such a table differed from itself and was rewritten on every run
         stored = frame.collect_schema()
         frame = frame.cast({c: current[c] for c in columns if stored[c] != current[c]})
+    if only is not None and not same_schema:  # the other partitions would be lost or mixed
+        raise ValueError(f"{where}: a partial rewrite needs the table's schema; rebuild it in full")
     new = digest(frame)
-    old = digest(scan(where)) if same_schema else {}
+    current_rows = scan(where) if only is None else scan(where).filter(pl.col(by).is_in(list(only)))
+    old = digest(current_rows) if same_schema else {}
     changed = [k for k, d in new.items() if old.get(k) != d]
     retired = [k for k in old if k not in new]
     counts = {"written": len(changed), "unchanged": len(new) - len(changed), "retired": len(retired)}
@@ -208,6 +224,9 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
     options: dict[str, object] = {} if target_file_size is None else {"target_file_size": target_file_size}
     if not is_table(where):
         mode = "append"
+        # every table keeps a change feed, so a consumer can read what changed since the
+        # version it last consumed (``changes_since``) instead of the whole table
+        options["configuration"] = {CHANGE_FEED: "true"}
         if partition_by:
             options["partition_by"] = partition_by
     elif predicate is None:
@@ -249,6 +268,70 @@ def scan(where: Location, version: int | None = None) -> pl.LazyFrame:
 
 def version(where: Location) -> int:
     return _table(where).version()
+
+
+def changes_since(where: Location, version: int | None) -> pl.LazyFrame | None:
+    """What changed after ``version``, up to the newest version: the net change, from Delta's
+    change feed.
+
+    One row per distinct row that was added or removed, with the table's columns and
+    ``CHANGE`` (how many copies were added, negative: removed): an update is its old row
+    (-1) and its new one (+1), so a consumer sees where a row was and where it is now. A
+    row deleted and written back unchanged (a whole-table rewrite, a merge replacing a
+    key's rows) cancels out. Empty when nothing changed. ``None`` when the changes cannot
+    be known and the consumer must recompute in full: no version consumed yet, the table
+    lacks a change feed, its schema changed since, vacuum removed that range's files, or a
+    rewrite of a large table in the range would make the feed as big as the table.
+    """
+    import polars as pl
+
+    if version is None or not is_table(where):
+        return None
+    table = _table(where)
+    newest = table.version()
+    if version > newest or table.metadata().configuration.get(CHANGE_FEED) != "true":
+        return None
+    schema = scan(where).collect_schema()
+    columns = schema.names()
+    if version == newest:
+        return pl.LazyFrame(schema={**schema, CHANGE: pl.Int64})
+    try:
+        if scan(where, version).collect_schema() != schema:
+            return None
+        if _rewrote_whole_table(table, version) and _rows(table) > FULL_FEED_MAX_ROWS:
+            return None
+        import pyarrow as pa
+
+        # delta-rs returns an arro3 stream; pyarrow reads it through the Arrow C interface
+        feed = pl.DataFrame(pa.table(table.load_cdf(starting_version=version + 1, ending_version=newest)))
+    except Exception as exc:  # a vacuumed or unreadable range: the consumer recomputes in full
+        log.warning("%s: no change feed since version %d (%s); recomputing in full", where, version, exc)
+        return None
+    sign = pl.when(pl.col("_change_type").is_in(["insert", "update_postimage"])).then(1).otherwise(-1)
+    return net(feed.lazy().select(*columns, sign.alias(CHANGE)).cast(dict(schema)), columns)
+
+
+def net(changes: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
+    """``changes`` (from ``changes_since``) seen through ``columns`` alone: rows whose projection
+    did not change cancel out (a new ``valid_to`` on an old version is no change of its key)."""
+    import polars as pl
+
+    return (changes.group_by(list(columns)).agg(pl.col(CHANGE).sum().cast(pl.Int64))
+            .filter(pl.col(CHANGE) != 0))
+
+
+def _rewrote_whole_table(table, version: int) -> bool:
+    return any(c.get("operation") in ("WRITE", "CREATE OR REPLACE TABLE")
+               and (c.get("operationParameters") or {}).get("mode") == "Overwrite"
+               and not (c.get("operationParameters") or {}).get("predicate")
+               for c in table.history() if c.get("version", -1) > version)
+
+
+def _rows(table) -> int:
+    import polars as pl
+
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    return int(actions["num_records"].sum()) if "num_records" in actions.columns else 0
 
 
 def files(where: Location, version: int | None = None) -> list[str]:

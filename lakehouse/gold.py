@@ -19,8 +19,8 @@ import importlib
 import inspect
 import logging
 import re
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta
 
 import holidays as holidays_lib
 import polars as pl
@@ -122,12 +122,13 @@ def load_builder(path: str) -> Callable[..., pl.LazyFrame]:
 def resolve_inputs(cfg: DomainConfig, builder: Callable[..., pl.LazyFrame], run_date: date) -> dict:
     """Map a builder's parameter names to inputs.
 
-    ``run_date`` is the business date; a name in gold.yaml is that gold table; a gold
+    ``run_date`` is the business date; ``partitions`` is left to the caller (``build_table``
+    passes it for an incremental build); a name in gold.yaml is that gold table; a gold
     table produced outside gold.yaml (ML outputs) is scanned if published, else
     ``None``; anything else is the silver table of that name.
     """
     return {name: run_date if name == "run_date" else _input(cfg, name)
-            for name in inspect.signature(builder).parameters}
+            for name in inspect.signature(builder).parameters if name != "partitions"}
 
 
 def _input(cfg: DomainConfig, name: str) -> pl.LazyFrame | None:
@@ -175,33 +176,234 @@ def define(cfg: DomainConfig, table: GoldTable, run_date: date) -> pl.LazyFrame 
     return builder(**resolve_inputs(cfg, builder, run_date))
 
 
-def build_table(cfg: DomainConfig, table: GoldTable, run_date: date) -> int:
+def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bool = False) -> int:
     """Build and atomically publish one gold table; returns its row count.
 
-    A table with ``partition_by`` is recomputed whole (lazily, streamed) but only the
-    partitions whose content changed are rewritten: late data touching old dates
-    rewrites those dates and nothing else, and a rerun rewrites nothing.
+    A table with ``partition_by`` commits only the partitions whose content changed: late
+    data touching old dates rewrites those dates and nothing else, and a rerun rewrites
+    nothing. With ``touched`` it also *computes* only the partitions its inputs' changes
+    touch since the input versions its last build consumed (``touched_partitions``);
+    otherwise, or with ``full``, it is recomputed whole (lazily, streamed).
     """
-    frame = define(cfg, table, run_date)
+    consumed = _input_versions(cfg, table)  # read before the inputs: a later commit is seen again
+    partitions = None if full else touched_partitions(cfg, table, run_date)
+    if partitions is not None and not partitions:
+        log.info("gold.%s: no input changed since its last build", table.name)
+        _record_consumed(cfg, table, consumed)
+        return storage.row_count(cfg.lake, "gold", table.name)
+    if partitions is None:
+        frame = define(cfg, table, run_date)
+    else:
+        builder = load_builder(table.builder or "")
+        frame = builder(**resolve_inputs(cfg, builder, run_date), partitions=partitions)
     if frame is None:
         log.info("gold.%s: no input yet, skipped", table.name)
         return 0
     if table.partition_by:
         counts = storage.publish_partitioned(frame, cfg.lake, "gold", table.name, table.partition_by,
-                                             sort_by=table.sort_by)
-        log.info("gold.%s partitions: %s", table.name, counts)
+                                             sort_by=table.sort_by, only=partitions)
+        log.info("gold.%s partitions (%s): %s", table.name,
+                 "all" if partitions is None else f"{len(partitions)} touched", counts)
     else:
         storage.publish(frame.sort(table.sort_by) if table.sort_by else frame, cfg.lake, "gold", table.name)
+    _record_consumed(cfg, table, consumed)  # data first: a crash before this recomputes, never skips
     rows = storage.row_count(cfg.lake, "gold", table.name)
     log.info("gold.%s: %d rows", table.name, rows)
     return rows
 
 
-def build_all(cfg: DomainConfig, run_date: date) -> dict[str, int]:
+# -- incremental builds: which partitions the inputs' changes touch ---------------------------
+
+CONSUMED = "gold_consumed"
+
+
+def _functions(table: GoldTable) -> list[Callable]:
+    return [load_builder(path) for path in (table.builder, table.touched) if path]
+
+
+def _input_names(table: GoldTable) -> list[str]:
+    """Every table the builder and its ``touched`` function read."""
+    names = {p.removeprefix("changed_") for f in _functions(table) for p in inspect.signature(f).parameters}
+    return sorted(names - {"run_date", "partitions"})
+
+
+def _location(cfg: DomainConfig, name: str) -> storage.Location | None:
+    """Where the input ``name`` resolves (as ``_input`` reads it); None for an ML table not yet published."""
+    gold_dir = storage.table_dir(cfg.lake, "gold", name)
+    if name in {g.name for g in cfg.gold} or storage.path_exists(gold_dir):
+        return gold_dir
+    if name.startswith(("fct_", "dim_", "agg_")):
+        return None
+    return storage.table_dir(cfg.lake, "silver", name)
+
+
+def _fingerprint(table: GoldTable) -> str:
+    """Changes with the table's definition (its YAML and its functions' code): a new definition
+    is computed in full, never spliced into partitions the old one computed."""
+    text = "\n".join([table.model_dump_json(), *(inspect.getsource(f) for f in _functions(table))])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _input_versions(cfg: DomainConfig, table: GoldTable) -> dict[str, int | None]:
+    from lakehouse import delta
+
+    if not table.touched:
+        return {}
+    versions: dict[str, int | None] = {}
+    for name in _input_names(table):
+        where = _location(cfg, name)
+        versions[name] = delta.version(where) if where is not None and delta.is_table(where) else None
+    return versions
+
+
+def _consumed_path(cfg: DomainConfig, table: GoldTable) -> storage.Location:
+    return storage.state_path(cfg.lake, CONSUMED, f"{table.name}.json")
+
+
+def _record_consumed(cfg: DomainConfig, table: GoldTable, versions: dict[str, int | None]) -> None:
+    if table.touched:
+        storage.write_json(_consumed_path(cfg, table), {"definition": _fingerprint(table), "versions": versions})
+
+
+def forget_consumed(cfg: DomainConfig) -> None:
+    """Make every table's next build a full one (``lakehouse rebuild``)."""
+    for table in cfg.gold:
+        if table.touched:
+            storage.write_json(_consumed_path(cfg, table), {})
+
+
+def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date) -> list | None:
+    """The partitions of ``table`` that its inputs' changes touch, or None: compute it in full.
+
+    The ``touched`` function gets, for each parameter ``changed_<input>``, the rows of that
+    input that changed since the version the table's last build consumed (every image,
+    from Delta's change feed), and the inputs themselves by name; it returns the partition
+    values those changes reach. In full when there is no earlier build of this definition,
+    a change feed is unavailable (``delta.changes_since``), or a null partition is involved
+    (a row lands there for lack of a match, which no change of the row itself shows).
+    """
+    from lakehouse import delta
+
+    if not table.touched or not table.partition_by:
+        return None
+    touched = load_builder(table.touched)
+    wanted = {f"changed_{n}" for n in inspect.signature(load_builder(table.builder or "")).parameters
+              if n not in ("run_date", "partitions")}
+    missing = sorted(wanted - set(inspect.signature(touched).parameters))
+    if missing:
+        raise ValueError(f"gold.{table.name}: {table.touched} must take {', '.join(missing)} "
+                         "(a change in any input of the builder can touch a partition)")
+    state = storage.read_json(_consumed_path(cfg, table), {})
+    target = storage.table_dir(cfg.lake, "gold", table.name)
+    if state.get("definition") != _fingerprint(table) or not delta.is_table(target):
+        return None
+    kwargs: dict[str, object] = {}
+    for name in inspect.signature(touched).parameters:
+        if name == "run_date":
+            kwargs[name] = run_date
+            continue
+        where = _location(cfg, name.removeprefix("changed_"))
+        if where is None or not delta.is_table(where):
+            return None
+        kwargs[name] = (delta.changes_since(where, state["versions"].get(name.removeprefix("changed_")))
+                        if name.startswith("changed_") else _input(cfg, name))
+        if kwargs[name] is None:
+            return None
+    by = table.partition_by
+    values = touched(**kwargs).select(pl.col(by).unique()).collect()[by].to_list()
+    stored_nulls = delta.scan(target).filter(pl.col(by).is_null()).select(pl.len()).collect().item()
+    if None in values or stored_nulls:
+        return None
+    return sorted(values)
+
+
+def build_all(cfg: DomainConfig, run_date: date, *, full: bool = False) -> dict[str, int]:
     """Build every gold table in configured order (dimensions before facts).
 
     Gold is a function of silver alone, so concurrent runs only need to take turns: the
     last build starts after every silver table it could see was published.
     """
     with storage.locked(cfg.lake, "gold"):
-        return {t.name: build_table(cfg, t, run_date) for t in cfg.gold}
+        return {t.name: build_table(cfg, t, run_date, full=full) for t in cfg.gold}
+
+
+# -- helpers for builders and ``touched`` functions ---------------------------------------------
+
+def date_runs(dates: Sequence[date]) -> list[tuple[date, date]]:
+    """Sorted distinct ``dates`` as runs of consecutive days, (first, last) each."""
+    runs: list[tuple[date, date]] = []
+    for d in sorted(set(dates)):
+        if runs and (d - runs[-1][1]).days == 1:
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
+
+
+def on_dates(frame: pl.LazyFrame, column: str, dates: Sequence[date]) -> pl.LazyFrame:
+    """The rows of ``frame`` whose ``column`` (a date or a datetime) falls on one of ``dates``.
+
+    Said as ranges of the column's own type as well as exactly, so that Parquet statistics
+    skip the files and row groups of other days: silver is laid out by key, which follows
+    time in most sources, and a cast in the predicate would hide it from the statistics.
+    """
+    if not dates:
+        return frame.clear()
+    dtype = frame.collect_schema()[column]
+    col = pl.col(column)
+    if dtype == pl.Date:
+        ranges = [col.is_between(lo, hi) for lo, hi in date_runs(dates)]
+    else:
+        ranges = [col.is_between(pl.lit(datetime.combine(lo, time())).cast(dtype),
+                                 pl.lit(datetime.combine(hi + timedelta(days=1), time())).cast(dtype),
+                                 closed="left")
+                  for lo, hi in date_runs(dates)]
+    return frame.filter(pl.any_horizontal(ranges)).filter(col.cast(pl.Date).is_in(sorted(set(dates))))
+
+
+def in_ranges(column: str, ranges: pl.DataFrame) -> pl.Expr:
+    """Rows whose ``column`` lies in one of ``ranges`` (columns ``lo`` and ``hi``, inclusive): an
+    OR of a few ranges, which Parquet statistics can skip by where a join or ``is_in`` cannot."""
+    if ranges.is_empty():
+        return pl.lit(False)
+    return pl.any_horizontal([pl.col(column).is_between(pl.lit(lo), pl.lit(hi))
+                             for lo, hi in ranges.select("lo", "hi").rows()])
+
+
+def key_ranges(values: pl.Series, max_ranges: int = 32) -> pl.DataFrame:
+    """``values`` as at most ``max_ranges`` ranges (``lo``, ``hi``) of consecutive sorted values, for
+    ``in_ranges``: one per value when few, else equal-count slices (a key scattered over the
+    table then reads more files, never misses one)."""
+    ordered = values.drop_nulls().unique().sort()
+    size = max(1, -(-len(ordered) // max_ranges))
+    return (pl.DataFrame({"v": ordered}).with_row_index().group_by(pl.col("index") // size)
+            .agg(pl.col("v").min().alias("lo"), pl.col("v").max().alias("hi")).select("lo", "hi"))
+
+
+def partitions_after_new_versions(changed_dim: pl.LazyFrame, facts: pl.LazyFrame, *, key: str, sk: str,
+                                  partition: str) -> pl.LazyFrame:
+    """The ``partition`` values of ``facts`` whose point-in-time lookup (``point_in_time``) a change
+    of an SCD2 dimension's versions can move: for each member whose versions changed, its
+    facts from the earliest changed ``valid_from`` on. Inferred members (no ``valid_from``)
+    move nothing: a fact takes the member key with or without them.
+
+    ``changed_dim`` is the dimension's change feed (``delta.changes_since``); ``facts`` the
+    stored fact table, with ``key`` and ``partition``.
+    """
+    from lakehouse import delta
+
+    starts = (delta.net(changed_dim, [key, "valid_from", sk]).filter(pl.col("valid_from").is_not_null())
+              .group_by(key).agg(pl.col("valid_from").min().dt.date().alias("_since")).collect())
+    if starts.is_empty():
+        return facts.select(partition).clear()
+    return (facts.filter(pl.col(partition) >= starts["_since"].min())
+            .join(starts.lazy(), on=key).filter(pl.col(partition) >= pl.col("_since"))
+            .select(partition).unique())
+
+
+def partitions_with(facts: pl.LazyFrame, column: str, values: pl.Series, *, partition: str) -> pl.LazyFrame:
+    """The ``partition`` values of ``facts`` having one of ``values`` in ``column`` (none read when
+    ``values`` is empty)."""
+    if values.is_empty():
+        return facts.select(partition).clear()
+    return facts.filter(pl.col(column).is_in(values.unique().to_list())).select(partition).unique()

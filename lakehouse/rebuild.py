@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from lakehouse import silver, steps, storage
+from lakehouse import gold, silver, steps, storage
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig
 
@@ -28,6 +28,7 @@ def rebuild(cfg: DomainConfig, run_id: str = "rebuild") -> dict[str, int]:
     own steps from silver to the catalog (``steps.REBUILD_STEPS``) run for the newest date,
     which stages its batch and builds silver, gold and the catalog from everything staged.
     """
+    gold.forget_consumed(cfg)  # the oracle recomputes every gold partition
     days = sorted({date.fromisoformat(p["ingest_date"]) for c in cfg.contracts
                    for p in storage.partitions(cfg.lake, "bronze", bronze_table(c.source, c.entity))})
     if not days:

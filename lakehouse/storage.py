@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -413,7 +413,7 @@ def publish_batches(
 
 
 def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str,
-                        sort_by: list[str] | None = None) -> dict[str, int]:
+                        sort_by: list[str] | None = None, only: Sequence[object] | None = None) -> dict[str, int]:
     """Publish ``frame`` as the whole Delta table, one partition per value of ``by``, committing
     only what changed (``delta.replace_changed_partitions``: one atomic commit, none on a rerun).
 
@@ -421,7 +421,8 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     model's query runs once although comparing and writing both read it), and ``sort_by``
     orders the rows of each partition there, one partition in memory at a time (a whole-table
     ORDER BY held TPC-H's facts in memory, ADR 0017). Returns counts of ``written``,
-    ``unchanged`` and ``retired`` partitions.
+    ``unchanged`` and ``retired`` partitions. With ``only``, ``frame`` holds just those
+    partitions and no other is read or touched (``delta.replace_changed_partitions``).
     """
     from lakehouse import delta
 
@@ -446,7 +447,7 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
             staged = pl.LazyFrame(schema=frame.collect_schema())
         else:
             staged = pl.scan_parquet(files, hive_partitioning=False)
-        return delta.replace_changed_partitions(staged, table_dir(lake, layer, table), by)
+        return delta.replace_changed_partitions(staged, table_dir(lake, layer, table), by, only=only)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
