@@ -119,3 +119,69 @@ def test_only_tables_with_many_small_files_are_compacted(tmp_path, monkeypatch):
     assert list(done) == ["silver.items"] and len(delta.files(root)) < files == 5
     assert storage.content_hash(lake, "silver", "items") == before
     assert storage.compact_small_files(lake) == {}  # one file now: nothing to do
+
+
+def _sales(rows: list[tuple[date, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"day": pl.Date, "sku": pl.String, "units": pl.Int64}, orient="row")
+
+
+def _net(where, version) -> list[tuple]:
+    return sorted(delta.changes_since(where, version).collect().rows())
+
+
+def test_changes_since_gives_the_net_change_of_every_kind_of_commit(tmp_path):
+    where = storage.table_dir(tmp_path / "lake", "gold", "sales")
+    assert delta.changes_since(where, 0) is None  # no table yet
+    delta.replace_changed_partitions(_sales([(D1, "a", 1), (D1, "b", 2)]).lazy(), where, "day")
+    v0 = delta.version(where)
+    assert delta.changes_since(where, None) is None  # nothing consumed yet: compute in full
+    assert _net(where, v0) == []  # consumed the newest version: nothing changed
+    # a partition rewritten with one row changed, another added: only the real differences
+    delta.replace_changed_partitions(_sales([(D1, "a", 1), (D1, "b", 5), (D2, "a", 3)]).lazy(), where, "day")
+    assert _net(where, v0) == [(D1, "b", 2, -1), (D1, "b", 5, 1), (D2, "a", 3, 1)]
+    v1 = delta.version(where)
+    # a whole-table overwrite with the same content but one removed partition: its delete alone
+    delta.replace_all(_sales([(D1, "a", 1), (D1, "b", 5)]), where)
+    assert _net(where, v1) == [(D2, "a", 3, -1)]
+    # across several commits the changes net out: D2's row came and went
+    assert _net(where, v0) == [(D1, "b", 2, -1), (D1, "b", 5, 1)]
+    # a change seen through fewer columns: a new units value of a kept (day, sku) is no change of it
+    assert delta.net(delta.changes_since(where, v0), ["day", "sku"]).collect().is_empty()
+
+
+def test_changes_since_refuses_when_the_feed_cannot_be_trusted(tmp_path):
+    where = storage.table_dir(tmp_path / "lake", "gold", "sales")
+    delta.replace_all(_sales([(D1, "a", 1)]), where)
+    v0 = delta.version(where)
+    delta.replace_all(_sales([(D1, "a", 1)]).with_columns(extra=pl.lit("x")), where)  # schema changed
+    assert delta.changes_since(where, v0) is None
+    assert delta.changes_since(where, delta.version(where) + 5) is None  # a version from another table
+
+
+def test_a_partial_rewrite_touches_only_the_named_partitions(tmp_path):
+    where = storage.table_dir(tmp_path / "lake", "gold", "sales")
+    delta.replace_changed_partitions(_sales([(D1, "a", 1), (D2, "a", 2)]).lazy(), where, "day")
+    # the frame holds D2's new content only; D1 is neither read nor removed
+    counts = delta.replace_changed_partitions(_sales([(D2, "a", 9)]).lazy(), where, "day", only=[D2])
+    assert counts == {"written": 1, "unchanged": 0, "retired": 0}
+    assert sorted(delta.scan(where).collect().rows()) == [(D1, "a", 1), (D2, "a", 9)]
+    # a named partition the frame lacks is removed
+    delta.replace_changed_partitions(_sales([]).lazy(), where, "day", only=[D2])
+    assert sorted(delta.scan(where).collect().rows()) == [(D1, "a", 1)]
+    with pytest.raises(ValueError, match="schema"):
+        delta.replace_changed_partitions(_sales([(D2, "a", 1)]).lazy().with_columns(x=pl.lit(1)), where, "day",
+                                         only=[D2])
+
+
+def test_compaction_and_vacuum_are_seen_right_by_the_change_feed(tmp_path):
+    where = storage.table_dir(tmp_path / "lake", "gold", "sales")
+    delta.replace_all(_sales([(D1, "s0", 0)]), where)
+    for i in (1, 2):  # appends: three small files
+        _sales([(D1, f"s{i}", i)]).write_delta(delta.uri(where), mode="append")
+    before = delta.version(where)
+    delta.optimize(where)
+    assert delta.version(where) > before
+    assert _net(where, before) == []  # a compaction changes no row
+    assert _net(where, 0) == [(D1, "s1", 1, 1), (D1, "s2", 2, 1)]
+    delta.vacuum(where, retention_hours=0)  # the feed's files of old commits are gone
+    assert delta.changes_since(where, 0) is None
