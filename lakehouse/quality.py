@@ -39,7 +39,7 @@ DOCS = {
     "dataset": "the checked table: silver.<entity> for a batch, gold.<table> for a metric",
     "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility|consensus for tier 3)",
     "tier": "1 blocking, 2 row-level (rejects quarantined), 3 statistical (flag only)",
-    "status": "pass | quarantined | blocked | flagged | no_baseline | evolved | rescued",
+    "status": "pass | quarantined | blocked | flagged | no_baseline | evolved | rescued | collapsed",
     "failing_count": "rows (tiers 1-2) or groups (tier 3) that failed",
     "rows_checked": "rows (tiers 1-2) or groups (tier 3) checked",
     "metric": "what was measured (reject rate, worst |z|, ...)",
@@ -47,6 +47,7 @@ DOCS = {
     "detail": "a readable reason or up to 5 examples as JSON",
 }
 PASS, QUARANTINED, BLOCKED, FLAGGED, NO_BASELINE = "pass", "quarantined", "blocked", "flagged", "no_baseline"
+COLLAPSED = "collapsed"  # exact copies of a row, kept once
 
 
 def _frame(rows: list[dict]) -> pl.DataFrame:
@@ -85,8 +86,9 @@ def declared_rules(contract: EntityContract) -> list[tuple[str, str]]:
 
 
 def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
-                  rejected_rows: int) -> pl.DataFrame:
-    """Pure: a validated batch's tier-2 rows (one per rule) and its tier-1 reject-rate row.
+                  rejected_rows: int, *, collapsed: int = 0) -> pl.DataFrame:
+    """Pure: a validated batch's tier-2 rows (one per rule, and ``exact_duplicate``: rows that
+    were copies of an earlier row and collapsed into it) and its tier-1 reject-rate row.
 
     ``failed`` has one row per (``_row``, ``column``, ``rule``) failure, as ``split_valid`` returns.
     """
@@ -101,6 +103,9 @@ def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
              "failing_count": counts.get((column, rule), 0), "rows_checked": rows_in,
              "detail": json.dumps(examples[(column, rule)]) if (column, rule) in examples else None}
             for column, rule in rules]
+    rows.append({"check": "exact_duplicate", "column": "*", "tier": 2,
+                 "status": COLLAPSED if collapsed else PASS, "failing_count": collapsed,
+                 "rows_checked": rows_in})
     rate = rejected_rows / rows_in if rows_in else 0.0
     rows.append({"check": "quarantine_rate", "column": "*", "tier": 1,
                  "status": BLOCKED if rate > contract.max_quarantine_rate else PASS,

@@ -132,6 +132,19 @@ def duplicate_versions(raw: pl.LazyFrame, contract: EntityContract) -> pl.DataFr
             .drop("len").collect(engine="streaming"))
 
 
+def exact_copies(raw: pl.LazyFrame) -> pl.DataFrame:
+    """Pure: the row numbers (``_copy_of`` the first) of rows identical in content to an earlier
+    row of the batch (same ``_record_hash``, the MD5 of the raw row): a source that sent a row
+    twice. They collapse to the first; only versions that disagree are refused (streamed)."""
+    if "_record_hash" not in raw.collect_schema().names():
+        return pl.DataFrame(schema={"_global": pl.UInt32, "_copy_of": pl.UInt32})
+    rows = raw.select("_record_hash").with_row_index("_global").filter(pl.col("_record_hash").is_not_null())
+    first = rows.group_by("_record_hash").agg(pl.col("_global").min().alias("_copy_of"), pl.len())
+    return (rows.join(first.filter(pl.col("len") > 1), on="_record_hash")
+            .filter(pl.col("_global") != pl.col("_copy_of")).select("_global", "_copy_of")
+            .collect(engine="streaming"))
+
+
 def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: EntityContract,
                 duplicates: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate with pandera; returns (valid rows, failures with ``_row``, rule, column, value).
@@ -200,13 +213,27 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     policy = next((s.schema_drift for s in cfg.sources if s.name == contract.source), "fail")
     drifted = schema_drift.detect(schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
     chunked = height > STAGE_CHUNK_ROWS
-    counts = {"valid": 0, "quarantined": 0}
+    counts = {"valid": 0, "quarantined": 0, "collapsed": 0}
     failures: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
 
+    copies = exact_copies(pl.scan_parquet(path))
+    counts["collapsed"] = copies.height
+    if copies.height:
+        log.warning("%s: %d row(s) identical to an earlier row of the batch collapsed into it "
+                    "(first: row %d, a copy of row %d)", where, copies.height, copies["_global"][0],
+                    copies["_copy_of"][0])
+
     def validated() -> Iterator[pl.DataFrame]:
-        duplicates = duplicate_versions(pl.scan_parquet(path), contract) if chunked else None
-        for raw in storage.read_batches(path, STAGE_CHUNK_ROWS):
+        scan = pl.scan_parquet(path)
+        if copies.height:
+            scan = (scan.with_row_index("_global").join(copies.lazy(), on="_global", how="anti")
+                    .drop("_global"))
+        duplicates = duplicate_versions(scan, contract) if chunked else None
+        for offset, raw in enumerate(storage.read_batches(path, STAGE_CHUNK_ROWS)):
+            if copies.height:
+                raw = (raw.with_row_index("_global", offset * STAGE_CHUNK_ROWS)
+                       .join(copies, on="_global", how="anti").drop("_global"))
             typed, parse_failures = type_batch(raw, contract, where=where,
                                                tolerate_missing_nullable=policy != "fail")
             valid, failed = split_valid(typed, parse_failures, contract, duplicates)
@@ -223,7 +250,7 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
 
     def _gate() -> None:
         failed, rejected = pl.concat(failures), pl.concat(rejects)
-        results = quality.batch_results(contract, height, failed, rejected.height)
+        results = quality.batch_results(contract, height, failed, rejected.height, collapsed=copies.height)
         results = pl.concat([results, quality.drift_result(drifted, policy)])
         # recorded before the gate decides: a blocked batch leaves its history too
         quality.record(cfg, dataset, run_date, results, run_id)
@@ -252,8 +279,9 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
             quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
         raise
     storage.publish(pl.concat(rejects), cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
-    log.info("%s: %d valid, %d quarantined", where, counts["valid"], counts["quarantined"])
-    return {"rows_in": height, "valid": counts["valid"], "quarantined": counts["quarantined"]}
+    log.info("%s: %d valid, %d quarantined, %d exact copies collapsed", where, counts["valid"],
+             counts["quarantined"], counts["collapsed"])
+    return {"rows_in": height, **counts}
 
 
 def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,

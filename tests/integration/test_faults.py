@@ -87,7 +87,8 @@ def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one, monkeypa
         return row
 
     bad = [variant(sku=""),                 # null key
-           list(good),                      # duplicate of the first row
+           list(good),                      # an exact copy of the first row: collapses into it
+           variant(on_hand=str(int(good[idx["on_hand"]]) + 1)),  # same key, other count: a conflict
            variant(sku="SKU000999", on_hand="-4"),  # negative count
            variant(sku="SKU000998", on_hand="12.5"),  # unparseable as an integer
            variant(sku="SKU999999")]         # orphan product: valid, completed as an inferred member
@@ -105,9 +106,13 @@ def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one, monkeypa
     assert any("multiple_fields_uniqueness" in r for r in rules.values())
     dup = q.filter(pl.col("rule") == "multiple_fields_uniqueness")["column"].unique().to_list()
     assert dup == ["count_date|warehouse_id|product_id"]  # a duplicate names its key
-    assert "greater_than_or_equal_to(0.0)" in rules[f"{path.name}#row={first + 2}"]
-    assert "parse" in rules[f"{path.name}#row={first + 3}"]
-    assert f"{path.name}#row={first + 4}" not in rules  # the orphan is valid data
+    assert f"{path.name}#row={first + 1}" not in rules  # the copy was not refused, it collapsed
+    # the conflict refuses both disagreeing versions: the original row and its rival
+    assert "multiple_fields_uniqueness" in rules[f"{path.name}#row={first + 2}"]
+    assert "multiple_fields_uniqueness" in rules[f"{path.name}#row=2"]
+    assert "greater_than_or_equal_to(0.0)" in rules[f"{path.name}#row={first + 3}"]
+    assert "parse" in rules[f"{path.name}#row={first + 4}"]
+    assert f"{path.name}#row={first + 5}" not in rules  # the orphan is valid data
 
     # validated in chunks of 7 rows (the duplicate pair now spans chunks), the batch stages
     # and quarantines exactly the same rows as in one piece

@@ -78,26 +78,31 @@ def test_three_days_reconcile_source_to_gold(tiny):
 
 
 def accounted(cfg) -> None:
-    """Per entity and day: bronze rows = staged rows + quarantined rows, and the quality history
-    says so (rows checked, rows quarantined per rule)."""
+    """Per entity and day: bronze rows = staged rows + quarantined rows + exact copies collapsed
+    into an earlier row, and the quality history says so (rows checked, rows quarantined,
+    copies collapsed)."""
     stg = {c.entity: storage.scan(cfg.lake, "silver", f"stg_{c.entity}", missing_ok=True) for c in cfg.contracts}
     quarantine = storage.scan(cfg.lake, "silver", "quarantine").group_by(
         "entity", pl.col("ingest_date").cast(pl.String)).agg(pl.len().alias("q")).collect()
     checks = storage.scan(cfg.lake, "gold", "quality_checks").filter(
-        pl.col("check") == "quarantine_rate").collect()
+        pl.col("check").is_in(["quarantine_rate", "exact_duplicate"])).collect()
     for contract in cfg.contracts:
         table = f"{contract.source}__{contract.entity}"
         for part in storage.partitions(cfg.lake, "bronze", table):
             day = part["ingest_date"]
-            rows_in = pl.scan_parquet(storage.partition_dir(cfg.lake, "bronze", table, part)
-                                      / storage.DATA_FILE).select(pl.len()).collect().item()
+            raw = pl.scan_parquet(storage.partition_dir(cfg.lake, "bronze", table, part) / storage.DATA_FILE)
+            rows_in, distinct = raw.select(pl.len(), pl.col("_record_hash").n_unique()).collect().row(0)
+            copies = rows_in - distinct if rows_in else 0
             staged = stg[contract.entity].filter(pl.col("ingest_date").cast(pl.String) == day).select(
                 pl.len()).collect().item()
             q = quarantine.filter(entity=contract.entity, ingest_date=day)["q"].sum()
-            assert rows_in == staged + q, (contract.entity, day, rows_in, staged, q)
-            gate = checks.filter(pl.col("dataset") == f"silver.{contract.entity}",
-                                 pl.col("business_date").cast(pl.String) == day).row(0, named=True)
+            assert rows_in == staged + q + copies, (contract.entity, day, rows_in, staged, q, copies)
+            of_day = checks.filter(pl.col("dataset") == f"silver.{contract.entity}",
+                                   pl.col("business_date").cast(pl.String) == day)
+            gate = of_day.filter(pl.col("check") == "quarantine_rate").row(0, named=True)
             assert (gate["rows_checked"], gate["failing_count"], gate["status"]) == (rows_in, q, "pass")
+            collapsed = of_day.filter(pl.col("check") == "exact_duplicate").row(0, named=True)
+            assert (collapsed["failing_count"], collapsed["status"]) == (copies, "collapsed" if copies else "pass")
 
 
 def test_rerunning_a_day_changes_no_layer(tiny):

@@ -82,7 +82,7 @@ def test_batch_results_list_every_rule_and_the_reject_rate(failed_rows, status):
     rules = {(r["column"], r["check"]): r for r in results.to_dicts()}
     assert set(rules) == {("id", "parse"), ("id", "not_nullable"), ("qty", "parse"),
                           ("qty", "greater_than_or_equal_to(1.0)"), ("id", "multiple_fields_uniqueness"),
-                          ("*", "quarantine_rate")}
+                          ("*", "exact_duplicate"), ("*", "quarantine_rate")}
     ge = rules[("qty", "greater_than_or_equal_to(1.0)")]
     assert ge["failing_count"] == failed_rows and ge["status"] == ("quarantined" if failed_rows else "pass")
     rate = rules[("*", "quarantine_rate")]
@@ -90,6 +90,10 @@ def test_batch_results_list_every_rule_and_the_reject_rate(failed_rows, status):
     line = quality.summary(results)  # the task log's one-line summary
     assert (line == "none") == (failed_rows == 0)
     assert (f"greater_than_or_equal_to(1.0)[qty] quarantined ({failed_rows})" in line) == (failed_rows > 0)
+    assert rules[("*", "exact_duplicate")]["status"] == "pass"
+    copies = quality.batch_results(CONTRACT, 10, failed, failed_rows, collapsed=3)
+    assert copies.filter(pl.col("check") == "exact_duplicate").select("status", "failing_count").row(0) == (
+        "collapsed", 3)
 
 
 def test_stable_noisy_days_page_nobody():

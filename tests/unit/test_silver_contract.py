@@ -78,3 +78,12 @@ def test_a_rule_that_reads_no_column_or_is_not_sql_is_refused():
     broken = EntityContract.model_validate(CONTRACT.model_dump() | {"rules": [{"name": "r", "expr": "qty >>= ("}]})
     with pytest.raises(ConfigError, match="'r'.*not a Polars SQL expression"):
         pandera_schema(broken)
+
+
+def test_exact_copies_name_every_repeat_of_a_raw_row_and_its_first():
+    from lakehouse.silver import exact_copies
+
+    hashes = ["a", "b", "a", None, None, "a", "c", "b"]
+    got = exact_copies(pl.LazyFrame({"_record_hash": hashes}))
+    assert sorted(got.rows()) == [(2, 0), (5, 0), (7, 1)]  # nulls (no hash) are never copies
+    assert exact_copies(pl.LazyFrame({"x": [1, 1]})).is_empty()
