@@ -133,8 +133,17 @@ class RowRule(Model):
     description: str = ""
 
     def columns(self, contract_columns: list[str]) -> list[str]:
-        """The contract columns the expression reads (for reports and quarantine)."""
-        return [c for c in contract_columns if re.search(rf"\b{re.escape(c)}\b", self.expr)]
+        """The contract columns the expression reads (for reports and quarantine): its parsed
+        column references (sqlglot), so a string literal or a function name equal to a column's
+        name is not one."""
+        import sqlglot
+        from sqlglot import expressions as exp
+
+        try:
+            named = {c.name for c in sqlglot.parse_one(self.expr, read="duckdb").find_all(exp.Column)}
+        except sqlglot.errors.ParseError:  # Polars SQL beyond DuckDB's dialect: fall back to words
+            named = set(re.findall(r"\w+", self.expr))
+        return [c for c in contract_columns if c in named]
 
 
 class RowCount(Model):

@@ -18,7 +18,6 @@ import hashlib
 import importlib
 import inspect
 import logging
-import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 
@@ -143,9 +142,20 @@ def _input(cfg: DomainConfig, name: str) -> pl.LazyFrame | None:
 
 
 def sql_inputs(cfg: DomainConfig, sql: str) -> list[str]:
-    """The silver and gold tables a SQL model reads: every known table name it mentions."""
+    """The silver and gold tables a SQL model reads: the tables its parsed FROM and JOIN
+    clauses name (sqlglot), less its own CTEs, that are known tables. A column alias or a
+    string equal to a table's name reads nothing (a text match once read it)."""
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ValueError(f"gold SQL model does not parse: {exc}") from exc
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    named = {t.name for t in tree.find_all(exp.Table)} - ctes
     known = [g.name for g in cfg.gold] + [c.entity for c in cfg.contracts]
-    return [n for n in known if re.search(rf"\b{re.escape(n)}\b", sql)]
+    return [n for n in known if n in named]
 
 
 def from_sql(cfg: DomainConfig, sql: str) -> pl.LazyFrame | None:

@@ -54,3 +54,18 @@ def test_new_versions_reach_their_members_facts_from_the_earliest_change_on():
     nothing = changed.filter(pl.col("product_id") == "q")
     assert gold.partitions_after_new_versions(nothing, facts, key="product_id", sk="product_sk",
                                               partition="day").collect().is_empty()
+
+
+def test_a_sql_model_reads_the_tables_it_names_not_its_aliases_strings_or_ctes():
+    from pathlib import Path
+
+    from lakehouse.config import load_domain
+
+    cfg = load_domain(Path(__file__).resolve().parents[2] / "configs" / "tpch")
+    sql = """WITH orders AS (SELECT 1 AS k)
+             SELECT o.k AS lineitem, 'customer' AS note FROM orders o JOIN region r USING (k)
+             WHERE k IN (SELECT n_regionkey FROM nation)"""
+    assert sorted(gold.sql_inputs(cfg, sql)) == ["nation", "region"]
+    # every shipped model: its inputs are the tables of its FROM and JOIN clauses
+    lineitem = next(t for t in cfg.gold if t.name == "fct_lineitem")
+    assert sorted(gold.sql_inputs(cfg, lineitem.sql)) == ["lineitem", "orders"]
