@@ -179,7 +179,10 @@ def from_date_dimension(cfg: DomainConfig, spec: DateDimension) -> pl.LazyFrame 
 def define(cfg: DomainConfig, table: GoldTable, run_date: date) -> pl.LazyFrame | None:
     """The LazyFrame of one gold table as configured (``None``: an input does not exist yet)."""
     if table.sql is not None:
-        return from_sql(cfg, table.sql)
+        try:
+            return from_sql(cfg, table.sql)
+        except ValueError as exc:
+            raise ValueError(f"gold.{table.name} (gold.yaml): {exc}") from exc
     if table.date_dimension is not None:
         return from_date_dimension(cfg, table.date_dimension)
     builder = load_builder(table.builder or "")

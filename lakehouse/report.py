@@ -1,8 +1,9 @@
 """``lakehouse report``: a self-contained HTML health dashboard of one domain.
 
 Pipeline health (runs, durations, retries, failures, from the run history the DAGs'
-callbacks record), freshness per table, rows per layer per day (Parquet metadata
-only, no data scanned) and quarantine over time, as Plotly charts. plotly.js is
+callbacks record), freshness per table, rows per layer per day over the last
+``WINDOW_DAYS`` days (Parquet metadata only, no data scanned) and quarantine over time,
+as Plotly charts. plotly.js is
 inlined once, so the file opens offline, from a mail attachment or an artifact
 store, with no server. Written atomically: a reader never sees half a report.
 """
@@ -10,7 +11,7 @@ store, with no server. Written atomically: a reader never sees half a report.
 from __future__ import annotations
 
 import html
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -36,8 +37,14 @@ def default_path(cfg: DomainConfig) -> Path:
 
 
 # --------------------------------------------------------------------------- data
-def rows_per_day(lake: Path) -> pl.DataFrame:
-    """Rows per layer and date partition, read from Parquet footers.
+# the charts show this many days before the report's date: a dashboard's window, and what
+# keeps the report's cost flat as history grows (each partition's footer is read)
+WINDOW_DAYS = 120
+
+
+def rows_per_day(lake: Path, since: date | None = None) -> pl.DataFrame:
+    """Rows per layer and date partition, read from Parquet footers (partitions dated
+    ``since`` or later only, when given: older footers are not opened).
 
     Bronze and silver batches are partitioned by ingest date; gold facts and aggregates
     by business date; quarantine is shown apart (``quarantine`` layer). The quality
@@ -53,7 +60,7 @@ def rows_per_day(lake: Path) -> pl.DataFrame:
             for f in storage.data_files(lake, layer, table):
                 values = storage.hive_values(lake, layer, table, f).values()
                 day = next((v for v in values if freshness.DATE_VALUE.match(v)), None)
-                if day is None:
+                if day is None or (since is not None and date.fromisoformat(day) < since):
                     continue
                 name = "quarantine" if table.startswith("quarantine") else layer
                 out.append((name, table, date.fromisoformat(day), storage.file_rows(f)))
@@ -122,8 +129,10 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     runs = runlog.run_summary(tries)
     daily = runs.filter(pl.col("dag_id") == f"{cfg.name}_daily")
     fresh = freshness.check(cfg, as_of)
-    volumes = rows_per_day(cfg.lake)
-    rejects = quarantine_per_day(cfg.lake)
+    since = as_of - timedelta(days=WINDOW_DAYS)
+    volumes = rows_per_day(cfg.lake, since=since)
+    # the same window as the volumes: a day's reject rate needs that day's staged rows
+    rejects = quarantine_per_day(cfg.lake).filter(pl.col("ingest_date") >= since)
 
     failed_runs = daily.filter(pl.col("state") == "failed").height
     stale = [f for f in fresh if not f.fresh]
@@ -175,7 +184,7 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     parts.append("<h2>Rows per layer per day</h2>")
     if volumes.height:
         per_layer = volumes.group_by("layer", "date").agg(pl.col("rows").sum()).sort("date")
-        recent = per_layer.filter(pl.col("date") >= per_layer["date"].max() - pl.duration(days=120))
+        recent = per_layer.filter(pl.col("date") >= per_layer["date"].max() - pl.duration(days=WINDOW_DAYS))
         fig = px.line(recent, x="date", y="rows", color="layer", markers=True,
                       title="Rows per date partition (bronze/silver: ingest date; gold: business date)", log_y=True)
         parts.append(_chart(fig, first))
