@@ -95,7 +95,8 @@ def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
     assert volumes.filter(pl.col("layer") == "gold")["rows"].to_list() == [2, 2]
     assert volumes.filter(pl.col("layer") == "quarantine")["rows"].to_list() == [3]
     assert report.rows_per_day(cfg.lake, since=date(2026, 11, 1)).is_empty()  # older partitions unread
-    assert report.rows_per_day(cfg.lake, since=date(2026, 10, 31)).equals(volumes)
+    assert report.rows_per_day(cfg.lake, since=date(2026, 10, 31)).equals(
+        volumes.filter(pl.col("date") >= date(2026, 10, 31)))
 
     path = report.write_report(cfg, as_of=date(2026, 10, 31))
     assert path == report.default_path(cfg) and not list(path.parent.glob(".*.tmp"))
