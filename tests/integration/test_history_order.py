@@ -62,7 +62,9 @@ def test_any_processing_order_gives_the_same_history(tmp_path_factory, stream, s
     batches = {
         b: part.drop("batch").with_columns(
             _source_pointer=pl.format("batch{}#row={}", pl.lit(b), pl.int_range(pl.len())),
-            _record_hash=pl.lit("h"), _ingested_at=pl.lit(T0))
+            # as bronze computes it: a hash of the raw row's content
+            _record_hash=pl.struct("item_id", "updated_at", "price").hash().cast(pl.String),
+            _ingested_at=pl.lit(T0))
         for (b,), part in rows.group_by("batch")
     }
     in_order = sorted(batches)

@@ -58,7 +58,9 @@ def _batch(rows: list[tuple], b: int, tag: str) -> pl.DataFrame:
         schema={"item_id": pl.String, "updated_at": pl.Datetime("us"), "price": pl.Float64,
                 "is_deleted": pl.Boolean})
     return frame.with_columns(_source_pointer=pl.format("{}{}#row={}", pl.lit(tag), pl.lit(b), pl.int_range(pl.len())),
-                              _record_hash=pl.lit("h"), _ingested_at=pl.lit(T0))
+                              # as bronze computes it: a hash of the raw row's content
+                              _record_hash=pl.struct("item_id", "updated_at", "price", "is_deleted")
+                              .hash().cast(pl.String), _ingested_at=pl.lit(T0))
 
 
 def _stage(cfg: DomainConfig, lake: Path, frame: pl.DataFrame, b: int) -> date:
