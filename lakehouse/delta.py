@@ -298,7 +298,7 @@ def changes_since(where: Location, version: int | None) -> pl.LazyFrame | None:
     try:
         if scan(where, version).collect_schema() != schema:
             return None
-        if _rewrote_whole_table(table, version) and _rows(table) > FULL_FEED_MAX_ROWS:
+        if _rewrote_whole_table(table, version, newest) and _rows(table) > FULL_FEED_MAX_ROWS:
             return None
         import pyarrow as pa
 
@@ -320,11 +320,12 @@ def net(changes: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
             .filter(pl.col(CHANGE) != 0))
 
 
-def _rewrote_whole_table(table, version: int) -> bool:
+def _rewrote_whole_table(table, version: int, newest: int) -> bool:
+    # only the commits after ``version`` are read: the whole log grows with every run
     return any(c.get("operation") in ("WRITE", "CREATE OR REPLACE TABLE")
                and (c.get("operationParameters") or {}).get("mode") == "Overwrite"
                and not (c.get("operationParameters") or {}).get("predicate")
-               for c in table.history() if c.get("version", -1) > version)
+               for c in table.history(newest - version) if c.get("version", -1) > version)
 
 
 def _rows(table) -> int:
