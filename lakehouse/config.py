@@ -42,12 +42,34 @@ class DatabaseEntity(Model):
         False, description="read the whole table every run (a snapshot), e.g. to detect hard deletes")
 
 
+def _time_zone(name: str | None) -> str | None:
+    """A valid IANA zone name (``Europe/Paris``), else a ValueError naming it."""
+    if name is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'UTC' or 'America/New_York')") from None
+    return name
+
+
 class SourceModel(Model):
-    """What every source kind has: how a batch that does not match its contracts is treated."""
+    """What every source kind has: how its text is read, and how a batch that does not match
+    its contracts is treated."""
 
     schema_drift: Literal["fail", "evolve", "rescue"] = Field(
         "fail", description="added or retyped columns: fail blocks the batch; evolve carries new columns "
                             "into silver; rescue keeps them in a _rescued JSON column (ADR 0011)")
+    null_values: list[str] = Field(
+        [], description="text that means a missing value in every column of this source, e.g. "
+                        "['NA', ''] (compared after trimming blanks); a column's own null_values override it")
+    timezone: str = Field(
+        "UTC", description="zone of this source's timestamps that carry no offset (a value with 'Z' or an "
+                           "offset is read as such); silver stores UTC")
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _time_zone(v)))
 
 
 class DatabaseSource(SourceModel):
@@ -99,12 +121,35 @@ class ColumnContract(Model):
     source_column: str | None = Field(None, description="name in bronze when it differs")
     scd_type: Literal[1, 2] = Field(2, description="in scd2 entities: 2 opens a version, 1 overwrites")
     pii: bool = Field(False, description="tokenised with a keyed HMAC in silver (lakehouse/pii.py)")
+    null_values: list[str] | None = Field(
+        None, description="text meaning a missing value in this column; overrides the source's "
+                          "(e.g. [] where 'NA' is data, Namibia's country code)")
+    format: str | list[str] | None = Field(
+        None, description="date or datetime columns: the strftime format(s) text is in, tried in order "
+                          "(e.g. '%m/%d/%Y %H:%M'); default ISO 8601, with 'T' or a blank, optional "
+                          "fraction, 'Z' or an offset, or a date alone")
+    timezone: str | None = Field(None, description="datetime columns: zone of values without an offset; "
+                                                   "overrides the source's")
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _time_zone(v)))
 
     @model_validator(mode="after")
     def _pii_is_text(self) -> ColumnContract:
         if self.pii and self.type != "string":
             raise ValueError("pii columns must be strings (their tokens are)")
         return self
+
+    @model_validator(mode="after")
+    def _format_is_temporal(self) -> ColumnContract:
+        if self.format is not None and self.type not in ("date", "datetime"):
+            raise ValueError(f"format applies to date and datetime columns, not {self.type}")
+        if self.timezone is not None and self.type != "datetime":
+            raise ValueError(f"timezone applies to datetime columns, not {self.type}")
+        return self
+
+    @property
+    def formats(self) -> list[str] | None:
+        return [self.format] if isinstance(self.format, str) else self.format
 
     @property
     def bronze_name(self) -> str:
@@ -352,6 +397,10 @@ class DomainConfig(Model):
 
     def contract(self, entity: str) -> EntityContract:
         return next(c for c in self.contracts if c.entity == entity)
+
+    def source_of(self, contract: EntityContract) -> DatabaseSource | RestSource | FileSource | None:
+        """The source a contract reads; None when it is not configured (tests, retired sources)."""
+        return next((s for s in self.sources if s.name == contract.source), None)
 
     @field_validator("end_date", mode="before")
     @classmethod

@@ -48,7 +48,8 @@ def _replay_batch(cfg: DomainConfig, entity: str, ingest_date: str, run_id: str)
         return {"replayed": 0, "promoted": 0}
     raw = records_frame(quarantined)
     where = f"silver.quarantine entity={entity} ingest_date={ingest_date}"
-    typed, parse_failures = silver.type_batch(raw, contract, where=where)
+    source = cfg.source_of(contract)
+    typed, parse_failures = silver.type_batch(raw, contract, where=where, source=source)
     valid, _ = silver.split_valid(typed, parse_failures, contract)
     spart = {"ingest_date": ingest_date}
     stg = silver.stg_table(entity)

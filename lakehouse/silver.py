@@ -24,10 +24,10 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from lakehouse import deletes, pii, quality, storage
+from lakehouse import deletes, parsing, pii, quality, storage
 from lakehouse import drift as schema_drift
 from lakehouse.bronze import bronze_table
-from lakehouse.config import DomainConfig, EntityContract
+from lakehouse.config import DomainConfig, EntityContract, SourceModel
 from lakehouse.contracts import pandera_schema, polars_schema
 from lakehouse.scd2 import latest, scd2
 
@@ -55,29 +55,16 @@ def stg_table(entity: str) -> str:
     return f"stg_{entity}"
 
 
-def _cast(src: pl.Expr, source: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """Non-strict cast: a value that does not parse becomes null (and is caught as a reject)."""
-    if source != pl.String:
-        return src.cast(target, strict=False)
-    if target == pl.Datetime("us"):
-        return src.str.to_datetime(strict=False, time_unit="us")
-    if target == pl.Date:
-        # spreadsheets hand dates over as "YYYY-MM-DD 00:00:00"
-        return pl.coalesce(src.str.to_date(strict=False),
-                           src.str.to_datetime(strict=False, time_unit="us").dt.date())
-    if target == pl.Boolean:
-        return src.str.to_lowercase().replace_strict(
-            {"true": True, "false": False, "1": True, "0": False}, default=None, return_dtype=pl.Boolean)
-    if target == pl.String:
-        return src  # text is kept as sent: blanks can be data (a comment that starts with one)
-    return src.str.strip_chars().cast(target, strict=False)
+def _parsings(contract: EntityContract, source: SourceModel | None) -> dict[str, parsing.Parsing]:
+    return {c.name: parsing.column_parsing(c, source) for c in contract.columns}
 
 
-def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str,
+def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str, source: SourceModel | None = None,
                tolerate_missing_nullable: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cast a raw batch to the contract's types.
+    """Cast a raw batch to the contract's types, read with each column's parse options
+    (``lakehouse.parsing``: null tokens, formats, zone; ``source`` supplies the defaults).
 
-    Returns the typed frame and a frame of parse failures (``_row``, column, value):
+    Returns the typed frame and a frame of parse failures (``_row``, column, value, expected):
     a value present in bronze that does not parse is a rejected row, never a silent null.
     Missing contract columns block the batch (the error names the batch and column),
     except nullable ones when ``tolerate_missing_nullable`` (schema drift ``evolve``/``rescue``).
@@ -90,41 +77,30 @@ def type_batch(raw: pl.DataFrame, contract: EntityContract, *, where: str,
             f"(found {sorted(c for c in raw.columns if not c.startswith('_'))})", check="columns_present")
     raw = raw.with_columns(pl.lit(None).alias(c.bronze_name) for c in contract.columns
                            if c.bronze_name not in raw.columns)
-    types = polars_schema(contract)
-    casts = [_fast_cast(raw, col.bronze_name, types[col.name]).alias(col.name) for col in contract.columns]
+    types, options = polars_schema(contract), _parsings(contract, source)
+    parsed = {c.name: parsing.parse(raw, c.bronze_name, types[c.name], options[c.name]) for c in contract.columns}
     lineage = [c for c in raw.columns if c.startswith("_")]
-    typed = raw.with_row_index("_row").select("_row", *casts, *lineage)
-    # one boolean per column and row: a value present in bronze that did not parse
-    failed = raw.select(
-        (pl.col(col.bronze_name).is_not_null() & typed.get_column(col.name).is_null()).alias(col.name)
-        for col in contract.columns)
-    bad = [raw.with_row_index("_row").filter(failed.get_column(col.name)).select(
-        "_row", pl.lit(col.name).alias("column"), pl.col(col.bronze_name).cast(pl.String).alias("value"))
-        for col in contract.columns if failed.get_column(col.name).any()]
-    empty = pl.DataFrame(schema={"_row": pl.UInt32, "column": pl.String, "value": pl.String})
+    typed = raw.with_row_index("_row").select(
+        "_row", *(values.alias(name) for name, (values, _) in parsed.items()), *lineage)
+    bad = [raw.with_row_index("_row").filter(failed).select(
+        "_row", pl.lit(col.name).alias("column"), pl.col(col.bronze_name).cast(pl.String).alias("value"),
+        pl.lit(options[col.name].expected(col.type)).alias("expected"))
+        for col in contract.columns if (failed := parsed[col.name][1]).any()]
+    empty = pl.DataFrame(schema={"_row": pl.UInt32, "column": pl.String, "value": pl.String, "expected": pl.String})
     return typed, pl.concat([empty, *bad])
-
-
-def _fast_cast(raw: pl.DataFrame, name: str, target: pl.DataType) -> pl.Expr:
-    """``_cast``, but ISO dates (nearly all of them) parse with a fixed format: ~30x faster than
-    letting Polars infer one, which it only has to do when some value is not ISO."""
-    src, source = pl.col(name), raw.schema[name]
-    if target == pl.Date and source == pl.String:
-        iso = raw.get_column(name).str.to_date("%Y-%m-%d", strict=False)
-        if iso.null_count() == raw.get_column(name).null_count():
-            return pl.lit(iso)
-    return _cast(src, source, target)
 
 
 def version_key(contract: EntityContract) -> list[str]:
     return [*contract.primary_key, *([contract.updated_at] if contract.updated_at else [])]
 
 
-def duplicate_versions(raw: pl.LazyFrame, contract: EntityContract) -> pl.DataFrame:
+def duplicate_versions(raw: pl.LazyFrame, contract: EntityContract,
+                       source: SourceModel | None = None) -> pl.DataFrame:
     """Pure: typed version keys held by more than one row of a batch (streamed, small result)."""
-    schema, types = raw.collect_schema(), polars_schema(contract)
+    schema, types, options = raw.collect_schema(), polars_schema(contract), _parsings(contract, source)
     cols = {c.name: c for c in contract.columns}
-    keys = [_cast(pl.col(cols[k].bronze_name), schema[cols[k].bronze_name], types[k]).alias(k)
+    keys = [parsing.parse_expr(pl.col(cols[k].bronze_name), schema[cols[k].bronze_name], types[k],
+                               options[k]).alias(k)
             for k in version_key(contract) if cols[k].bronze_name in schema]
     if len(keys) < len(version_key(contract)):
         return pl.DataFrame(schema={k: types[k] for k in version_key(contract)})
@@ -154,7 +130,7 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: Ent
     """
     fails = [parse_failures.select(
         "_row", pl.lit("parse").alias("rule"), "column",
-        pl.col("value").alias("offending_value"))]
+        pl.col("value").alias("offending_value"), "expected")]
     if duplicates is not None and duplicates.height:
         fails.append(typed.join(duplicates, on=version_key(contract), how="semi", nulls_equal=True).select(
             "_row", pl.lit("multiple_fields_uniqueness").alias("rule"),
@@ -180,7 +156,10 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: Ent
             .then(pl.lit("|".join(contract.primary_key)))
             .otherwise(pl.col("column")).alias("column"),
             pl.col("failure_case").cast(pl.String).alias("offending_value")))
-    failed = pl.concat([f.with_columns(pl.col("_row").cast(pl.UInt32)) for f in fails])
+    failed = pl.concat([f.with_columns(pl.col("_row").cast(pl.UInt32)) for f in fails], how="diagonal")
+    # a value that did not parse is null to pandera: "not_nullable" there says nothing more
+    unparsed = parse_failures.select(pl.col("_row").cast(pl.UInt32), "column", pl.lit("not_nullable").alias("rule"))
+    failed = failed.join(unparsed, on=["_row", "column", "rule"], how="anti")
     # a frame-level failure (duplicate key) names the key values, not the whole row
     keys = typed.select("_row", pl.struct(contract.primary_key).struct.json_encode().alias("_key"))
     failed = failed.join(keys, on="_row", how="left").with_columns(
@@ -209,8 +188,9 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         raise QualityGateError(f"{where}: no bronze partition at {path}; run the extract first")
     schema, height = storage.file_schema(path), storage.file_rows(path)
     dataset = f"silver.{entity}"
-    # a contract whose source is not configured (tests, rebuilds of retired sources) keeps the default
-    policy = next((s.schema_drift for s in cfg.sources if s.name == contract.source), "fail")
+    # a contract whose source is not configured (tests, rebuilds of retired sources) keeps the defaults
+    source = cfg.source_of(contract)
+    policy = source.schema_drift if source else "fail"
     drifted = schema_drift.detect(schema, contract, schema_drift.previous_schema(cfg.lake, btable, run_date))
     chunked = height > STAGE_CHUNK_ROWS
     counts = {"valid": 0, "quarantined": 0, "collapsed": 0}
@@ -229,12 +209,12 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         if copies.height:
             scan = (scan.with_row_index("_global").join(copies.lazy(), on="_global", how="anti")
                     .drop("_global"))
-        duplicates = duplicate_versions(scan, contract) if chunked else None
+        duplicates = duplicate_versions(scan, contract, source) if chunked else None
         for offset, raw in enumerate(storage.read_batches(path, STAGE_CHUNK_ROWS)):
             if copies.height:
                 raw = (raw.with_row_index("_global", offset * STAGE_CHUNK_ROWS)
                        .join(copies, on="_global", how="anti").drop("_global"))
-            typed, parse_failures = type_batch(raw, contract, where=where,
+            typed, parse_failures = type_batch(raw, contract, where=where, source=source,
                                                tolerate_missing_nullable=policy != "fail")
             valid, failed = split_valid(typed, parse_failures, contract, duplicates)
             rejected = _quarantine_rows(raw, failed, run_id, contract)
@@ -257,7 +237,7 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
         rate = rejected.height / height if height else 0.0
         if rate > contract.max_quarantine_rate:
-            examples = rejected.head(5).select("column", "rule", "offending_value", "source_pointer").to_dicts()
+            examples = rejected.head(5).select("reason", "source_pointer").to_dicts()
             raise QualityGateError(
                 f"{where}: {rejected.height}/{height} rows ({rate:.1%}) failed the contract, above "
                 f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
@@ -304,7 +284,10 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
     per_row = failed.sort("_row", "column", "rule").group_by("_row", maintain_order=True).agg(
         pl.col("rule").str.join("; "),
         pl.col("column").str.join("; "),
-        pl.format("{} failed {} (value: {})", "column", "rule", pl.col("offending_value").fill_null("null")).str.join("; ").alias("reason"),
+        pl.when(pl.col("rule") == "parse")
+        .then(pl.format("{} is not {} (value: {})", "column", "expected", pl.col("offending_value").fill_null("null")))
+        .otherwise(pl.format("{} failed {} (value: {})", "column", "rule", pl.col("offending_value").fill_null("null")))
+        .str.join("; ").alias("reason"),
         pl.col("offending_value").str.join("; "),
     )
     return per_row.join(records, on="_row", how="left").select(

@@ -36,7 +36,7 @@ def test_every_raw_row_is_valid_or_quarantined_with_a_reason():
     assert valid.height + quarantined.height == _raw().height
     reasons = dict(zip(quarantined["source_pointer"], quarantined["reason"], strict=True))
     assert "qty failed greater_than_or_equal_to(1.0) (value: -1)" in reasons["f.csv#row=3"]
-    assert "qty failed parse (value: x)" in reasons["f.csv#row=4"]
+    assert reasons["f.csv#row=4"] == "qty is not an integer (value: x)"  # not also "not_nullable"
     assert "str_matches" in reasons["f.csv#row=5"]
     assert "multiple_fields_uniqueness" in reasons["f.csv#row=6"]  # duplicate version L4
     assert "not_nullable" in reasons["f.csv#row=7"]
