@@ -412,6 +412,19 @@ def publish_batches(
     return rows
 
 
+def publish_table(frame: pl.LazyFrame | pl.DataFrame, lake: Location, layer: str, table: str, *,
+                  rewrite_unchanged: bool = False) -> bool:
+    """Publish ``frame`` as a whole unpartitioned table, atomically; on a Delta layer a table
+    already holding exactly these rows gets no new version (``delta.replace_all_if_changed``)
+    unless ``rewrite_unchanged``. Returns whether it wrote."""
+    if layer in DELTA_LAYERS and not rewrite_unchanged:
+        from lakehouse import delta
+
+        return delta.replace_all_if_changed(frame, table_dir(lake, layer, table))
+    publish(frame, lake, layer, table)
+    return True
+
+
 def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str,
                         sort_by: list[str] | None = None, only: Sequence[object] | None = None) -> dict[str, int]:
     """Publish ``frame`` as the whole Delta table, one partition per value of ``by``, committing
@@ -598,8 +611,9 @@ def compact_small_files(lake: Location) -> dict[str, dict]:
     alone (a compaction is a new version: cheap, but not free, and not needed every day)."""
     from lakehouse import delta
 
-    return {name: delta.optimize(root, COMPACT_BYTES) for name, root in delta_tables(lake)
-            if delta.small_files(root, SMALL_FILE_BYTES) >= SMALL_FILES}
+    done = {name: delta.maintain(root, below_bytes=SMALL_FILE_BYTES, min_files=SMALL_FILES,
+                                 target_size=COMPACT_BYTES) for name, root in delta_tables(lake)}
+    return {name: metrics for name, metrics in done.items() if metrics is not None}
 
 
 def optimize_all(lake: Location) -> dict[str, dict]:

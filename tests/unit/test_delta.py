@@ -185,3 +185,28 @@ def test_compaction_and_vacuum_are_seen_right_by_the_change_feed(tmp_path):
     assert _net(where, 0) == [(D1, "s1", 1, 1), (D1, "s2", 2, 1)]
     delta.vacuum(where, retention_hours=0)  # the feed's files of old commits are gone
     assert delta.changes_since(where, 0) is None
+
+
+def test_the_listed_version_is_the_tables_and_checkpoints_bound_the_log(tmp_path):
+    from deltalake import DeltaTable
+
+    lake = tmp_path / "lake"
+    root = storage.table_dir(lake, "gold", "checks")
+    for i in range(23):
+        assert _write(lake, D1 + timedelta(days=i % 3), "silver.orders", [i]) == delta.version(root)
+        assert delta.version(root) == DeltaTable(str(root)).version() == i
+    logs = sorted(p.name for p in (root / "_delta_log").iterdir())
+    # a checkpoint every 10 commits: a reader replays at most 9 JSON commits after it
+    assert [n for n in logs if n.endswith(".checkpoint.parquet")] == [
+        f"{v:020d}.checkpoint.parquet" for v in (9, 19)]
+    assert storage.scan(lake, "gold", "checks").collect()["failing_count"].sort().to_list() == [20, 21, 22]
+
+
+def test_an_older_table_gets_the_properties_once_and_its_change_feed_reads_across(tmp_path):
+    root = tmp_path / "old"
+    pl.DataFrame({"k": [1], "v": ["a"]}).write_delta(
+        root, delta_write_options={"configuration": {delta.CHANGE_FEED: "true"}})  # made before the interval
+    assert delta.set_properties(root) is True and delta.set_properties(root) is False
+    assert delta._table(root).metadata().configuration == delta.TABLE_PROPERTIES
+    delta.replace_all(pl.DataFrame({"k": [1, 2], "v": ["a", "b"]}), root)
+    assert delta.changes_since(root, 0).collect().select("k", "v", delta.CHANGE).rows() == [(2, "b", 1)]
