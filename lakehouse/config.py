@@ -109,6 +109,18 @@ Source = Annotated[DatabaseSource | RestSource | FileSource, Field(discriminator
 DType = Literal["int64", "float64", "string", "bool", "date", "datetime"]
 
 
+CheckKind = Literal["parse", "not_nullable", "ge", "le", "isin", "pattern"]
+
+
+class CheckOptions(Model):
+    """One column check's name (in quarantine, quality history, status and alerts) and limit."""
+
+    name: Ident | None = Field(None, description="default: pandera's text, e.g. str_matches('^[A-Z]{2}$')")
+    max_reject_rate: float | None = Field(
+        None, ge=0, le=1, description="share of a batch's rows this check may reject; above it the batch "
+                                      "blocks, so one rule cannot quietly remove a whole category")
+
+
 class ColumnContract(Model):
     name: Ident
     type: DType
@@ -131,7 +143,21 @@ class ColumnContract(Model):
     timezone: str | None = Field(None, description="datetime columns: zone of values without an offset; "
                                                    "overrides the source's")
 
+    checks: dict[CheckKind, CheckOptions] = Field(
+        {}, description="per check of this column (parse, not_nullable, ge, le, isin, pattern): "
+                        "{name, max_reject_rate}")
+
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _time_zone(v)))
+
+    @model_validator(mode="after")
+    def _checks_exist(self) -> ColumnContract:
+        present = {"parse": self.type != "string", "not_nullable": not self.nullable, "ge": self.ge is not None,
+                   "le": self.le is not None, "isin": self.isin is not None, "pattern": self.pattern is not None}
+        absent = sorted(k for k in self.checks if not present[k])
+        if absent:
+            raise ValueError(f"checks {absent} name checks this column does not have (it has "
+                             f"{sorted(k for k, on in present.items() if on)})")
+        return self
 
     @model_validator(mode="after")
     def _pii_is_text(self) -> ColumnContract:
@@ -176,6 +202,8 @@ class RowRule(Model):
     name: Ident
     expr: str = Field(description="e.g. 'updated_at >= ordered_at'; over the contract's column names")
     description: str = ""
+    max_reject_rate: float | None = Field(
+        None, ge=0, le=1, description="share of a batch's rows this rule may reject; above it the batch blocks")
 
     def columns(self, contract_columns: list[str]) -> list[str]:
         """The contract columns the expression reads (for reports and quarantine): its parsed

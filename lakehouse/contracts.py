@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandera.polars as pa
 import polars as pl
 
@@ -18,16 +20,51 @@ def polars_schema(contract: EntityContract) -> dict[str, pl.DataType]:
 
 
 def _checks(col: ColumnContract) -> list[pa.Check]:
-    checks = []
-    if col.ge is not None:
-        checks.append(pa.Check.ge(col.ge))
-    if col.le is not None:
-        checks.append(pa.Check.le(col.le))
-    if col.isin is not None:
-        checks.append(pa.Check.isin(col.isin))
-    if col.pattern is not None:
-        checks.append(pa.Check.str_matches(col.pattern))
-    return checks
+    made = []
+    for kind, build, value in (("ge", pa.Check.ge, col.ge), ("le", pa.Check.le, col.le),
+                               ("isin", pa.Check.isin, col.isin), ("pattern", pa.Check.str_matches, col.pattern)):
+        if value is None:
+            continue
+        given = col.checks.get(kind)
+        named = {"name": given.name, "error": given.name} if given and given.name else {}
+        made.append(build(value, **named))
+    return made
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row-level rule of a contract, as quarantine and the quality history name it."""
+
+    column: str  # a column, a rule's columns joined by ",", or the key joined by "|"
+    name: str
+    max_reject_rate: float | None = None
+
+
+def rules(contract: EntityContract) -> list[Rule]:
+    """Every row-level rule: per column parse, not_nullable and its value checks (named by the
+    column's ``checks:`` or by pandera's text), the cross-field rules, the unique version key."""
+    schema = pandera_schema(contract)
+    found: list[Rule] = []
+    for col in contract.columns:
+        kinds = [k for k, on in (("parse", col.type != "string"), ("not_nullable", not col.nullable)) if on]
+        named = [(k, k) for k in kinds]
+        value_kinds = [k for k, v in (("ge", col.ge), ("le", col.le), ("isin", col.isin), ("pattern", col.pattern))
+                       if v is not None]
+        named += [(k, check.error) for k, check in zip(value_kinds, schema.columns[col.name].checks, strict=True)]
+        for kind, default in named:
+            given = col.checks.get(kind)  # type: ignore[call-overload]
+            found.append(Rule(col.name, (given.name if given and given.name else default),
+                              given.max_reject_rate if given else None))
+    names = [c.name for c in contract.columns]
+    found += [Rule(",".join(r.columns(names)), r.name, r.max_reject_rate) for r in contract.rules]
+    found.append(Rule("|".join(contract.primary_key), "multiple_fields_uniqueness"))
+    return found
+
+
+def renamed(contract: EntityContract) -> dict[tuple[str, str], str]:
+    """(column, built-in name) -> the name a contract gave parse or not_nullable."""
+    return {(c.name, kind): opts.name for c in contract.columns for kind, opts in c.checks.items()
+            if opts.name and kind in ("parse", "not_nullable")}
 
 
 def _row_rule(rule: RowRule, entity: str) -> pa.Check:

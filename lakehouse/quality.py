@@ -69,20 +69,9 @@ def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.Dat
 # ----------------------------------------------------------------------------- tiers 1 and 2
 def declared_rules(contract: EntityContract) -> list[tuple[str, str]]:
     """(column, rule) for every row-level rule of a contract, named as in quarantine."""
-    from lakehouse.contracts import pandera_schema
+    from lakehouse.contracts import rules
 
-    rules: list[tuple[str, str]] = []
-    schema = pandera_schema(contract)
-    for col in contract.columns:
-        if col.type != "string":
-            rules.append((col.name, "parse"))
-        if not col.nullable:
-            rules.append((col.name, "not_nullable"))
-        rules += [(col.name, check.error) for check in schema.columns[col.name].checks]
-    names = [c.name for c in contract.columns]
-    rules += [(",".join(r.columns(names)), r.name) for r in contract.rules]
-    rules.append(("|".join(contract.primary_key), "multiple_fields_uniqueness"))
-    return rules
+    return [(r.column, r.name) for r in rules(contract)]
 
 
 def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
@@ -96,12 +85,23 @@ def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
         pl.col("_row").n_unique().alias("n")).to_dicts()}
     examples = {(r["column"], r["rule"]): r["v"] for r in failed.group_by("column", "rule").agg(
         pl.col("offending_value").unique(maintain_order=True).head(5).alias("v")).to_dicts()}
-    rules = declared_rules(contract)
-    rules += sorted(k for k in counts if k not in rules)  # e.g. a rule pandera names differently
-    rows = [{"check": rule, "column": column, "tier": 2,
-             "status": QUARANTINED if counts.get((column, rule)) else PASS,
+    from lakehouse.contracts import rules as contract_rules
+
+    limits = {(r.column, r.name): r.max_reject_rate for r in contract_rules(contract)}
+    rules = list(limits)
+    rules += sorted(k for k in counts if k not in limits)  # e.g. a rule pandera names differently
+
+    def status(key: tuple[str, str]) -> str:
+        n, limit = counts.get(key, 0), limits.get(key)
+        if limit is not None and rows_in and n / rows_in > limit:
+            return BLOCKED
+        return QUARANTINED if n else PASS
+
+    rows = [{"check": rule, "column": column, "tier": 2, "status": status((column, rule)),
              "failing_count": counts.get((column, rule), 0), "rows_checked": rows_in,
-             "detail": json.dumps(examples[(column, rule)]) if (column, rule) in examples else None}
+             "detail": json.dumps(examples[(column, rule)]) if (column, rule) in examples else None,
+             **({"metric": counts.get((column, rule), 0) / rows_in if rows_in else 0.0,
+                 "threshold": limits[(column, rule)]} if limits.get((column, rule)) is not None else {})}
             for column, rule in rules]
     rows.append({"check": "exact_duplicate", "column": "*", "tier": 2,
                  "status": COLLAPSED if collapsed else PASS, "failing_count": collapsed,

@@ -28,7 +28,7 @@ from lakehouse import deletes, parsing, pii, quality, storage
 from lakehouse import drift as schema_drift
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig, EntityContract, SourceModel
-from lakehouse.contracts import pandera_schema, polars_schema
+from lakehouse.contracts import pandera_schema, polars_schema, renamed
 from lakehouse.scd2 import latest, scd2
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,11 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: Ent
     # a value that did not parse is null to pandera: "not_nullable" there says nothing more
     unparsed = parse_failures.select(pl.col("_row").cast(pl.UInt32), "column", pl.lit("not_nullable").alias("rule"))
     failed = failed.join(unparsed, on=["_row", "column", "rule"], how="anti")
+    names = renamed(contract)
+    if names:  # the names a contract gave its parse and not_nullable checks
+        given = pl.DataFrame([{"column": c, "rule": r, "_name": n} for (c, r), n in names.items()])
+        failed = failed.join(given, on=["column", "rule"], how="left").with_columns(
+            rule=pl.coalesce("_name", "rule")).drop("_name")
     # a frame-level failure (duplicate key) names the key values, not the whole row
     keys = typed.select("_row", pl.struct(contract.primary_key).struct.json_encode().alias("_key"))
     failed = failed.join(keys, on="_row", how="left").with_columns(
@@ -235,6 +240,14 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         # recorded before the gate decides: a blocked batch leaves its history too
         quality.record(cfg, dataset, run_date, results, run_id)
         log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
+        over = results.filter(pl.col("tier") == 2, pl.col("status") == quality.BLOCKED)
+        if over.height:
+            examples = {r["check"]: failed.filter(pl.col("rule") == r["check"])["offending_value"].head(3).to_list()
+                        for r in over.to_dicts()}
+            raise QualityGateError(f"{where}: " + "; ".join(
+                f"rule {r['check']!r} ({r['column']}) rejected {r['failing_count']}/{height} rows "
+                f"({r['metric']:.1%}), above its max_reject_rate={r['threshold']:.1%}, e.g. {examples[r['check']]}"
+                for r in over.to_dicts()), check="rule_reject_rate")
         rate = rejected.height / height if height else 0.0
         if rate > contract.max_quarantine_rate:
             examples = rejected.head(5).select("reason", "source_pointer").to_dicts()
@@ -255,7 +268,7 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
                 check="schema_drift")
         storage.publish_batches(validated(), cfg.lake, "silver", stg_table(entity), part)
     except QualityGateError as exc:
-        if exc.check != "quarantine_rate":  # that one recorded its full results already
+        if exc.check not in ("quarantine_rate", "rule_reject_rate"):  # those recorded their full results
             quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
         raise
     storage.publish(pl.concat(rejects), cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})

@@ -175,3 +175,54 @@ def test_negative_quantities_and_out_of_range_prices_from_the_erp_are_quarantine
     assert fct.filter((pl.col("quantity") < 1) | (pl.col("unit_price") > 100_000)).is_empty()
     assert fct.filter(pl.col("order_date").cast(pl.Date) >= DAY - timedelta(days=1)).height > 0  # the rest went on
     accounted(day_one.cfg)
+
+
+def test_named_rules_name_their_rejects_and_a_rule_over_its_own_limit_blocks(day_one):
+    """A contract names a check (``checks: {ge: {name, max_reject_rate}}``): quarantine and the
+    quality history carry that name; one rule rejecting more than its own share blocks the batch
+    even under the entity's max_quarantine_rate, so a rule cannot quietly remove a category."""
+    import sqlalchemy as sa
+
+    from lakehouse.config import CheckOptions
+    from lakehouse.silver import QualityGateError
+
+    engine = sa.create_engine(day_one.cfg.source("erp").url)
+    with engine.begin() as conn:
+        line = conn.execute(sa.text("SELECT order_line_id FROM order_lines GROUP BY order_line_id "
+                                    "HAVING count(*) = 1 ORDER BY max(updated_at) DESC LIMIT 1")).scalar()
+        conn.execute(sa.text("UPDATE order_lines SET quantity = -3 WHERE order_line_id = :i"), {"i": line})
+    engine.dispose()
+
+    def named(limit: float | None):
+        lines = day_one.cfg.contract("order_lines")
+        columns = [c.model_copy(update={"checks": {"ge": CheckOptions(name="positive_quantity", max_reject_rate=limit),
+                                                   "parse": CheckOptions(name="quantity_is_a_number")}})
+                   if c.name == "quantity" else c for c in lines.columns]
+        contract = lines.model_copy(update={"columns": columns})
+        return day_one.cfg.model_copy(update={"contracts": [contract if c.entity == "order_lines" else c
+                                                            for c in day_one.cfg.contracts]})
+
+    bronze.ingest(named(0.0), "erp", DAY, "test")
+    batch = pl.read_parquet(storage.data_file(day_one.cfg.lake, "bronze", "erp__order_lines",
+                                              {"ingest_date": DAY.isoformat()}))
+    bad = batch.filter(pl.col("quantity").cast(pl.Int64) < 1)  # independent count (the simulator has its own)
+    assert line in bad["order_line_id"].to_list()
+    with pytest.raises(QualityGateError, match=rf"rule 'positive_quantity' \(quantity\) rejected {bad.height}/"
+                                               rf"{batch.height} rows .*above its max_reject_rate=0\.0%, e\.g\. \[.*'-3'"):
+        silver.stage(named(0.0), "order_lines", DAY, "test")
+    assert not storage.exists(day_one.cfg.lake, "silver", "stg_order_lines", {"ingest_date": DAY.isoformat()})
+
+    def checks() -> dict:
+        return {r["check"]: (r["status"], r["failing_count"]) for r in storage.scan(
+            day_one.cfg.lake, "gold", "quality_checks").filter(
+            pl.col("dataset") == "silver.order_lines", pl.col("business_date") == DAY,
+            pl.col("column") == "quantity").collect().to_dicts()}
+
+    assert checks() == {"positive_quantity": ("blocked", bad.height), "quantity_is_a_number": ("pass", 0),
+                        "not_nullable": ("pass", 0)}
+    silver.stage(named(None), "order_lines", DAY, "test")  # no limit: quarantined under its name
+    q = storage.scan(day_one.cfg.lake, "silver", "quarantine").filter(
+        pl.col("entity") == "order_lines", pl.col("ingest_date").cast(pl.String) == DAY.isoformat()).collect()
+    assert sorted(q.select("rule", "column", "offending_value").rows()) == sorted(
+        ("positive_quantity", "quantity", str(v)) for v in bad["quantity"].to_list())
+    assert checks()["positive_quantity"] == ("quarantined", bad.height)

@@ -30,3 +30,14 @@ def test_unknown_keys_are_refused(tmp_path):
     path.write_text(path.read_text() + "shedule: daily\n")
     with pytest.raises(ConfigError, match=r"domain.yaml:\d+: shedule: Extra inputs"):
         load_domain(tmp_path / "retail")
+
+
+def test_a_check_name_must_name_a_check_the_column_has():
+    from lakehouse.config import ColumnContract
+
+    with pytest.raises(ValueError, match=r"checks \['pattern'\] name checks this column does not have "
+                                         r"\(it has \['ge', 'parse'\]\)"):
+        ColumnContract(name="q", type="int64", ge=1, checks={"pattern": {"name": "p"}})
+    with pytest.raises(ValueError, match="max_reject_rate"):
+        ColumnContract(name="q", type="int64", ge=1, checks={"ge": {"max_reject_rate": 2}})
+    assert ColumnContract(name="q", type="int64", ge=1, checks={"ge": {"name": "positive"}}).checks["ge"].name == "positive"
