@@ -97,11 +97,16 @@ def send(text: str) -> bool:
 
 # ----------------------------------------------------------------------------- incidents
 def state_dir() -> Path:
-    """Where incidents are kept: ``LAKEHOUSE_ALERT_STATE``, else under the Airflow home."""
+    """Where incidents are kept: ``LAKEHOUSE_ALERT_STATE``, else under the Airflow home, which
+    is ``AIRFLOW_HOME``, else the project's (``lakehouse.airflow_env``: what ``make demo`` and
+    ``make airflow-ui`` give Airflow), so a terminal in the project reads what the tasks wrote."""
     explicit = os.environ.get("LAKEHOUSE_ALERT_STATE")
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "lakehouse_alerts"
+    from lakehouse.airflow_env import airflow_env
+
+    home = os.environ.get("AIRFLOW_HOME") or airflow_env(os.environ.get("LAKEHOUSE_HOME"))["AIRFLOW_HOME"]
+    return Path(home) / "lakehouse_alerts"
 
 
 def _update(mutate: Callable[[dict], Any]) -> Any:

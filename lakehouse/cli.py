@@ -11,19 +11,25 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
-from lakehouse.airflow_env import PROJECT
-
 
 def _config_dir(domain: str, given: Path | None) -> Path:
     """The domain's configuration folder: ``--config-dir``, else ``$LAKEHOUSE_CONFIG_DIR``,
-    else the project's ``configs/<domain>`` (a user's own repository can hold it elsewhere)."""
+    else the folder named ``domain`` on the domain search path (``lakehouse.domains``:
+    ``$LAKEHOUSE_DOMAIN_PATH``, else the project's ``configs/``), as the DAGs find it."""
     import os
 
+    from lakehouse import domains
+
     found = given or (Path(os.environ["LAKEHOUSE_CONFIG_DIR"]) if os.environ.get("LAKEHOUSE_CONFIG_DIR")
-                      else PROJECT / "configs" / domain)
+                      else domains.find(domain))
+    if found is None:
+        known = ", ".join(domains.discover()) or "none"
+        raise SystemExit(f"lakehouse: no domain {domain!r} on the domain path "
+                         f"{os.pathsep.join(map(str, domains.search_path()))} (found: {known}; "
+                         f"--config-dir, LAKEHOUSE_CONFIG_DIR or {domains.PATH_VARIABLE})")
     if not (found / "domain.yaml").is_file():
         raise SystemExit(f"lakehouse: no domain.yaml in {found} (--config-dir, LAKEHOUSE_CONFIG_DIR "
-                         f"or configs/<domain>)")
+                         f"or {domains.PATH_VARIABLE})")
     return found
 
 
@@ -31,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     parser.add_argument("--domain", default="retail")
     parser.add_argument("--config-dir", type=Path, default=None,
-                        help="the domain's configuration folder (default: $LAKEHOUSE_CONFIG_DIR, "
-                             "else configs/<domain> of this project)")
+                        help="the domain's configuration folder (default: $LAKEHOUSE_CONFIG_DIR, else "
+                             "the --domain folder on $LAKEHOUSE_DOMAIN_PATH, else configs/<domain>)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one business date's steps in order, without Airflow")
     run.add_argument("--date", type=date.fromisoformat, required=True)
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "status":
         from lakehouse.status import render
 
-        print(render(cfg, args.as_of))
+        print(_or_exit(lambda: render(cfg, args.as_of)))
     elif args.command == "report":
         from lakehouse.report import write_report
 
@@ -113,7 +119,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.resolve:
             if alerts.resolve(args.resolve, f":mute: *{args.resolve}* closed by hand.") is None:
                 raise SystemExit(f"no open incident {args.resolve!r}")
-        print(json.dumps(alerts.open_incidents(), indent=1))
+        found = alerts.open_incidents()
+        where = alerts.state_dir() / "incidents.json"
+        if found:
+            print(json.dumps(found, indent=1))
+        elif where.exists():
+            print(f"no open incidents ({where})")
+        else:  # nothing ever fired here, or the tasks write elsewhere: say where we looked
+            print(f"no incident state at {where}: no alert has fired with this AIRFLOW_HOME "
+                  "(set AIRFLOW_HOME or LAKEHOUSE_ALERT_STATE to the one the tasks run with)")
     elif args.command == "quarantine":
         print(json.dumps(tasks.replay(cfg, args.entity, args.since), indent=1, default=str))
     elif args.command == "retention":
@@ -139,11 +153,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def _or_exit(call):
     """Run ``call``; a user's mistake (bad --as-of, unknown table) is one line, not a traceback."""
+    from lakehouse.status import NoLake
     from lakehouse.timetravel import AsOfError
 
     try:
         return call()
-    except AsOfError as exc:
+    except (AsOfError, NoLake) as exc:
         raise SystemExit(f"lakehouse: {exc}") from None
 
 

@@ -248,3 +248,26 @@ def build_training_dag(config_dir: str | Path):
     ) as dag:
         _add_tasks(select(TRAINING, cfg), cfg, config_dir, run_date_of=_training_date)
     return dag
+
+
+def domain_dags(path: list[Path] | None = None) -> dict[str, object]:
+    """Every domain's DAGs (``lakehouse.domains``): its daily DAG, and its training DAG when it
+    configures a model, by DAG id. A domain is a folder of YAML; none needs a DAG file.
+
+    A config error names its file and line and fails the DAG file's import, as a broken DAG
+    file would (Airflow shows it at the top of the UI); ``lakehouse --domain X status`` or
+    ``make test`` finds it first. Two domains with one ``name:`` would share DAG ids: refused.
+    """
+    from lakehouse import domains
+
+    dags: dict[str, object] = {}
+    origin: dict[str, Path] = {}
+    for folder in domains.discover(path).values():
+        for dag in (build_dag(folder), build_training_dag(folder)):
+            if dag is None:
+                continue
+            if dag.dag_id in dags:
+                raise ValueError(f"DAG id {dag.dag_id!r} of {folder} is also {origin[dag.dag_id]}'s: "
+                                 "give one domain another name: in its domain.yaml")
+            dags[dag.dag_id], origin[dag.dag_id] = dag, folder
+    return dags

@@ -18,6 +18,10 @@ from lakehouse.config import DomainConfig
 from lakehouse.freshness import check, default_as_of, latest_date
 
 
+class NoLake(FileNotFoundError):
+    """The lake a status was asked of does not exist (a wrong folder, not an empty lake)."""
+
+
 @dataclass(frozen=True)
 class TableStatus:
     layer: str
@@ -43,14 +47,23 @@ def lake_status(cfg: DomainConfig) -> list[TableStatus]:
 
 
 def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
-    """Rejected rows per entity and rule on the latest ingest date, next to the total."""
+    """Rejected records per entity and rule, in all and first rejected on the latest ingest date.
+
+    A record re-read by a lookback window is rejected again by that batch; it is counted once,
+    at its first rejection, as the catalog's ``silver.quarantine`` view shows it
+    (``lakehouse.catalog.DEDUPED``), so the two never disagree.
+    """
+    from lakehouse.catalog import DEDUPED
+
     lf = storage.scan(cfg.lake, "silver", "quarantine", missing_ok=True)
     if lf is None:
         return pl.DataFrame()
-    return (lf.group_by("entity", "rule").agg(
-        pl.len().alias("rows_total"),
-        (pl.col("ingest_date").cast(pl.String) == pl.col("ingest_date").cast(pl.String).max())
-        .sum().alias("rows_latest_day"))
+    key, order = ([c.strip() for c in part.split(",")] for part in DEDUPED["silver.quarantine"])
+    day = pl.col("ingest_date").cast(pl.String)
+    firsts = lf.with_columns(day.alias("ingest_date")).sort(order).unique(key, keep="first", maintain_order=True)
+    latest = lf.select(day.max()).collect().item()
+    return (firsts.group_by("entity", "rule").agg(
+        pl.len().alias("rows_total"), (pl.col("ingest_date") == latest).sum().alias("rows_latest_day"))
         .sort("entity", "rule").collect())
 
 
@@ -74,6 +87,9 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     """The status report as plain text: last runs, freshness, tables, quarantine."""
     from lakehouse import runlog
 
+    if not storage.path_exists(cfg.lake):
+        raise NoLake(f"no lake at {cfg.lake}: run from the project folder, or set LAKEHOUSE_HOME "
+                                "(or the domain's lake_root) to where the pipeline writes it")
     as_of = as_of or default_as_of(cfg)
     rows = lake_status(cfg)
     out = [f"lake {cfg.lake} ({cfg.name})", "", "last runs:"]
@@ -100,7 +116,7 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         out.append("  none")
     for r in quality.iter_rows(named=True):
         out.append(f"  {r['entity']:<24}{r['rule']:<28}{r['rows_total']:>8,} total"
-                   f"{r['rows_latest_day']:>8,} on the latest day")
+                   f"{r['rows_latest_day']:>8,} first rejected on the latest day")
     checks = checks_summary(cfg)
     out += ["", "quality checks on the latest business date (gold.quality_checks):"]
     if checks.height == 0:

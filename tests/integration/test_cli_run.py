@@ -70,4 +70,16 @@ def test_a_domain_config_outside_the_project(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--config-dir", str(tmp_path), "status"],
                              capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode != 0 and missing.stderr.strip() == (
-        f"lakehouse: no domain.yaml in {tmp_path} (--config-dir, LAKEHOUSE_CONFIG_DIR or configs/<domain>)")
+        f"lakehouse: no domain.yaml in {tmp_path} (--config-dir, LAKEHOUSE_CONFIG_DIR or LAKEHOUSE_DOMAIN_PATH)")
+    # the folder holding it on LAKEHOUSE_DOMAIN_PATH: found by --domain, as the DAGs find it
+    on_path = {**env, "LAKEHOUSE_DOMAIN_PATH": str(own.parent)}
+    nolake = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--domain", "shop", "status"],
+                            capture_output=True, text=True, env=on_path | {"LAKEHOUSE_HOME": str(tmp_path / "nowhere")},
+                            timeout=300)
+    # ... and a lake that does not exist is an error, not an empty lake with every table stale
+    assert nolake.returncode != 0 and nolake.stderr.startswith(
+        f"lakehouse: no lake at {tmp_path / 'nowhere' / 'data' / 'lake'}: run from the project folder"), nolake.stderr
+    unknown = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--domain", "nope", "status"],
+                             capture_output=True, text=True, env=on_path, timeout=300)
+    assert unknown.returncode != 0 and "no domain 'nope' on the domain path" in unknown.stderr
+    assert "(found: shop;" in unknown.stderr
