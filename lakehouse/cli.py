@@ -231,7 +231,13 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
             "end": end.isoformat(), "seconds": round(outcome.seconds, 3),
             "error": str(outcome.error or "")[:300] or None})
 
-    outcomes = steps.run_local(steps.DAILY, ctx, on_outcome=record, raise_on_failure=False)
+    import contextlib
+    import sys
+
+    # stdout is the outcome (JSON, for scripts); the tasks' logs, Airflow's structlog included
+    # (it binds the stdout of the moment it is set up), go to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        outcomes = steps.run_local(steps.DAILY, ctx, on_outcome=record, raise_on_failure=False)
     print(json.dumps({k: {"state": o.state, "seconds": round(o.seconds, 2),
                           **({"result": o.result} if o.result is not None else {}),
                           **({"error": f"{type(o.error).__name__}: {o.error}"} if o.error else {})}

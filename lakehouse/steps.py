@@ -25,7 +25,7 @@ from lakehouse.config import DomainConfig
 log = logging.getLogger(__name__)
 
 FanOut = Literal["sources", "entities"]
-TriggerRule = Literal["all_success", "none_failed"]
+TriggerRule = Literal["all_success", "none_failed", "all_done"]
 State = Literal["success", "skipped", "failed", "upstream_failed"]
 
 
@@ -125,13 +125,16 @@ DAILY: list[Step] = [
          doc="compact Delta tables that gathered many small files"),
     Step("score_forecast", tasks.score, upstream=("publish_catalog",), applies=lambda cfg: cfg.ml is not None,
          doc="forecast with the champion that served on the date (skipped while there is none)"),
-    Step("check_freshness", tasks.freshness, upstream=("publish_catalog",), doc="freshness windows"),
+    # all_done: a day that failed upstream is exactly when on-call needs freshness measured
+    Step("check_freshness", tasks.freshness, upstream=("publish_catalog",), trigger_rule="all_done",
+         doc="freshness windows"),
     # none_failed: a skipped scoring (no model yet) must not stop the announcement
     Step("announce_backfill", tasks.announce_backfill, upstream=("apply_retention", "score_forecast"),
          trigger_rule="none_failed", retries=0, outlets=("gold_history",),
          doc="emit the gold-history asset once, from a backfill's last run (Airflow only)"),
-    # none_failed: the dashboard is most useful on the days something was skipped
-    Step("write_report", tasks.report, trigger_rule="none_failed", retries=0,
+    # all_done: the dashboard is refreshed whatever happened upstream, failures included: it
+    # is most needed on the day something failed (it shows the run history's failed tasks)
+    Step("write_report", tasks.report, trigger_rule="all_done", retries=0,
          upstream=("apply_retention", "score_forecast", "check_freshness", "check_quality"),
          doc="the HTML health dashboard"),
 ]
@@ -176,6 +179,8 @@ class StepsFailed(RuntimeError):
 
 def _decide(rule: TriggerRule, upstream: list[State]) -> State | None:
     """Airflow's trigger rule on finished upstream states: None means run the task."""
+    if rule == "all_done":
+        return None
     if any(s in ("failed", "upstream_failed") for s in upstream):
         return "upstream_failed"
     if rule == "all_success" and any(s == "skipped" for s in upstream):

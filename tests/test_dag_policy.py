@@ -38,7 +38,7 @@ def test_retail_daily_shape_snapshot(dagbag):
     assert dag.get_task("write_report").upstream_task_ids == {
         "apply_retention", "score_forecast", "check_freshness", "check_quality"}
     assert dag.get_task("check_quality").upstream_task_ids == {"build_gold"}
-    assert dag.get_task("write_report").trigger_rule == "none_failed"
+    assert dag.get_task("write_report").trigger_rule == dag.get_task("check_freshness").trigger_rule == "all_done"
     assert dag.get_task("build_gold").upstream_task_ids == {t for t in dag.task_ids if t.startswith("silver_")}
     assert dag.get_task("silver_order_lines").upstream_task_ids == {"extract_erp"}
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 
@@ -29,6 +30,9 @@ def test_a_broken_source_fails_alone_and_the_run_is_recorded(tiny):
     assert all(printed[f"silver_{e}"]["state"] == "success" for e in healthy)
     assert all(storage.row_count(tiny.cfg.lake, "silver", e) > 0 for e in healthy if e != "inventory_counts")
     assert printed["build_gold"]["state"] == "upstream_failed"
+    # the dashboard and the freshness check still ran, and the dashboard names the failure
+    assert printed["write_report"]["state"] == printed["check_freshness"]["state"] == "success"
+    assert "extract_supplier_api" in Path(printed["write_report"]["result"]).read_text()
 
     # the history holds one record per task, computed independently of the CLI's own output
     tries = runlog.read(tiny.cfg.lake)

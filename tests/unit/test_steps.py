@@ -88,7 +88,10 @@ def test_a_failed_entity_does_not_stop_the_others_and_every_failure_is_reported(
     assert "silver_inventory_counts" not in ran
     # gold waits for every entity: it and what follows it did not run
     assert outcomes["build_gold"].state == "upstream_failed"
-    assert outcomes["write_report"].state == "upstream_failed"  # none_failed still needs no failure
+    assert outcomes["announce_backfill"].state == "upstream_failed"  # none_failed still needs no failure
+    # all_done: freshness and the dashboard run whatever happened upstream (on-call needs them then)
+    assert outcomes["check_freshness"].state == outcomes["write_report"].state == "success"
+    assert ran[-1] == "write_report"
 
 
 def test_trigger_rules_match_airflow_when_scoring_skips(monkeypatch):
