@@ -107,23 +107,24 @@ def test_a_new_domain_is_a_folder_of_yaml_and_needs_no_dag_file(tmp_path):
     from the project's one DAG file, in a fresh interpreter as the dag-processor parses it."""
     import shutil
 
-    own = tmp_path / "my_repo" / "flights"
+    own = tmp_path / "my_repo" / "parts_shop"
     shutil.copytree(Path(__file__).resolve().parents[1] / "configs" / "tpch", own)
     text = (own / "domain.yaml").read_text()
-    (own / "domain.yaml").write_text(text.replace("name: tpch", "name: flights", 1))
+    (own / "domain.yaml").write_text(text.replace("name: tpch", "name: parts_shop", 1))
     code = ("from airflow.dag_processing.dagbag import DagBag; import sys; "
             f"bag = DagBag({str(DAGS)!r}); "
             "print(sorted(bag.dags), dict(bag.import_errors))")
     env = {**os.environ, "LAKEHOUSE_DOMAIN_PATH": os.pathsep.join([str(own.parent), str(DAGS.parent / "configs")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "['flights_daily', 'retail_daily', 'retail_train', 'tpch_daily'] {}"
+    assert out.stdout.strip().splitlines()[-1] == (
+        "['flights_daily', 'parts_shop_daily', 'retail_daily', 'retail_train', 'tpch_daily'] {}")
     # two folders with one domain name would share DAG ids: the import fails and says why
-    twin = tmp_path / "twin" / "tpch2"
+    twin = tmp_path / "twin" / "parts_shop2"
     shutil.copytree(own, twin)
     env["LAKEHOUSE_DOMAIN_PATH"] = os.pathsep.join([str(own.parent), str(twin.parent)])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert "DAG id 'flights_daily' of" in out.stdout + out.stderr and "give one domain another name" in out.stdout
+    assert "DAG id 'parts_shop_daily' of" in out.stdout + out.stderr and "give one domain another name" in out.stdout
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES)
