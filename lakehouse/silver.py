@@ -165,11 +165,19 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: Ent
         given = pl.DataFrame([{"column": c, "rule": r, "_name": n} for (c, r), n in names.items()])
         failed = failed.join(given, on=["column", "rule"], how="left").with_columns(
             rule=pl.coalesce("_name", "rule")).drop("_name")
-    # a frame-level failure (duplicate key) names the key values, not the whole row
-    keys = typed.select("_row", pl.struct(contract.primary_key).struct.json_encode().alias("_key"))
-    failed = failed.join(keys, on="_row", how="left").with_columns(
-        offending_value=pl.when(pl.col("rule") == "multiple_fields_uniqueness")
-        .then(pl.col("_key")).otherwise(pl.col("offending_value"))).drop("_key")
+    # a frame-level failure names the values it is about, not the whole row (pandera's case is
+    # the row with its lineage): a duplicate its key, a cross-field rule the columns it reads
+    names = [c.name for c in contract.columns]
+    reads = {"multiple_fields_uniqueness": contract.primary_key} | {r.name: r.columns(names) for r in contract.rules}
+    # personal data a rule reads is shown as its token, as everywhere else in quarantine
+    seen = pii.tokenise(typed.join(failed.select("_row").unique(), on="_row", how="semi"),
+                        [c.name for c in contract.columns if c.pii])
+    values = seen.select("_row", *(pl.struct(cols).struct.json_encode().alias(f"_v_{rule}")
+                                   for rule, cols in reads.items() if cols))
+    failed = failed.join(values, on="_row", how="left").with_columns(
+        offending_value=pl.coalesce(
+            *(pl.when(pl.col("rule") == rule).then(pl.col(f"_v_{rule}")) for rule, cols in reads.items() if cols),
+            pl.col("offending_value"))).drop(f"_v_{rule}" for rule, cols in reads.items() if cols)
     valid = typed.join(failed.select("_row").unique(), on="_row", how="anti")
     return valid, failed
 

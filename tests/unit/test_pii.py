@@ -51,3 +51,25 @@ def test_quarantined_records_keep_pii_as_tokens(monkeypatch):
     text = str(q.to_dicts())
     assert q.height == 2 and "example.com" not in text
     assert pii.token("broken-at-example.com", KEY_A) in text  # the offending value, as its token
+
+
+def test_a_cross_field_rule_over_pii_shows_tokens_only(monkeypatch):
+    """A rule reading a personal column names its values in quarantine as tokens, like a
+    column check does."""
+    from lakehouse.config import RowRule
+
+    monkeypatch.setenv("LAKEHOUSE_PII_KEY", (KEY_A).decode())
+    contract = EntityContract(entity="customers", source="erp", primary_key=["id"], columns=[
+        ColumnContract(name="id", type="string", nullable=False),
+        ColumnContract(name="email", type="string", pii=True),
+        ColumnContract(name="age", type="int64")],
+        rules=[RowRule(name="minor_without_email", expr="age >= 18 OR email LIKE '%@minor.example'")])
+    raw = pl.DataFrame({"id": ["1"], "email": ["kid@home.example"], "age": ["12"],
+                        "_source_pointer": ["f#1"], "_record_hash": ["h1"]})
+    typed, parse_failures = type_batch(raw, contract, where="test")
+    _, failed = split_valid(typed, parse_failures, contract)
+    q = _quarantine_rows(raw, failed, "run", contract)
+    assert q["rule"].to_list() == ["minor_without_email"]
+    assert q["offending_value"][0] == f'{{"email":"{pii.token("kid@home.example", KEY_A)}","age":12}}'
+    assert "home.example" not in str(q.to_dicts())
+

@@ -1,3 +1,4 @@
+import json
 from datetime import datetime
 
 import polars as pl
@@ -65,7 +66,9 @@ def test_a_cross_field_rule_quarantines_the_rows_it_fails_naming_its_columns():
     assert valid["line_id"].to_list() == ["L1"]
     assert failed.select("rule", "column").to_dicts() == [{"rule": "ships_after_update",
                                                            "column": "updated_at,shipped_at"}]
-    assert "2023-12-31" in failed["offending_value"][0]  # the row's values, to see why
+    # the values the rule read, to see why, and nothing else (no other column, no lineage)
+    assert json.loads(failed["offending_value"][0]) == {"updated_at": "2024-01-01 10:00:00",
+                                                        "shipped_at": "2023-12-31 00:00:00"}
 
 
 def test_a_rule_that_reads_no_column_or_is_not_sql_is_refused():
