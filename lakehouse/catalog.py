@@ -33,23 +33,6 @@ def _quote_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _comments(cfg: DomainConfig) -> dict[str, tuple[str, dict[str, str]]]:
-    """``{"layer.table": (table comment, {column: comment})}`` from contracts and gold.yaml."""
-    columns = {c.name: c.description for ct in cfg.contracts for c in ct.columns if c.description}
-    out: dict[str, tuple[str, dict[str, str]]] = {}
-    for ct in cfg.contracts:
-        cols = {c.name: c.description for c in ct.columns if c.description}
-        out[f"silver.{ct.entity}"] = (ct.description, cols)
-        out[f"silver.stg_{ct.entity}"] = (f"Validated ingest batches of {ct.entity}", cols)
-    out["silver.quarantine"] = ("Rejected rows with rule, reason, offending value and source pointer", {})
-    for g in cfg.gold:
-        out[f"gold.{g.name}"] = (g.description, columns | dict(g.columns))
-    from lakehouse.quality import DOCS, TABLE
-
-    out[f"gold.{TABLE}"] = ("Quality history: one row per check per run (tiers 1-3, ADR 0011)", DOCS)
-    return out
-
-
 def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
                   versions: Mapping[str, int | None] | None = None) -> Path:
     """Build the catalog into a temporary file, then atomically replace ``catalog_path``.
@@ -61,7 +44,9 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
     target = Path(target or cfg.catalog_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    comments = _comments(cfg)
+    from lakehouse.docs import table_comments
+
+    comments = table_comments(cfg)
     materialised = {g.name for g in cfg.gold if g.serve == "table"}
     try:
         con = duckdb.connect(str(tmp))
@@ -79,7 +64,7 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
                                      materialise=layer == "gold" and table in materialised)
                     elif (empty := storage.empty_frame(cfg.lake, layer, table)) is not None:
                         _create_empty(con, layer, table, empty)
-            _create_reporting_views(con, cfg)
+            _create_reporting_views(con, cfg, comments)
         finally:
             con.close()
         fd = os.open(tmp, os.O_RDONLY)
@@ -140,14 +125,30 @@ def _create_view(con: duckdb.DuckDBPyConnection, layer: str, table: str, source:
     table_comment, cols = comment
     if table_comment:
         con.execute(f"COMMENT ON {kind} {name} IS {_quote_str(table_comment)}")
-    present = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
-    for col, text in cols.items():
-        if col in present:
-            con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
+    for col, text in _matching(cols, [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]).items():
+        con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
 
 
-def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -> None:
-    """``views.yaml``: SQL views over the tables, created once every table they read exists."""
+def _matching(comments: Mapping[str, str], columns: list[str]) -> dict[str, str]:
+    """The comment of each of ``columns``: by name, else by a ``prefix_*`` key (generated names)."""
+    import fnmatch
+
+    patterns = [(k, v) for k, v in comments.items() if "*" in k]
+    out = {}
+    for col in columns:
+        text = comments.get(col) or next((v for k, v in patterns if fnmatch.fnmatchcase(col, k)), None)
+        if text:
+            out[col] = text
+    return out
+
+
+def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig,
+                            comments: Mapping[str, tuple[str, dict[str, str]]]) -> None:
+    """``views.yaml``: SQL views over the tables, created once every table they read exists;
+    their columns commented as ``lakehouse.docs.view_comments`` says."""
+    from lakehouse.docs import view_comments
+
+    column_comments = view_comments(cfg, dict(comments))
     present = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
         "UNION ALL SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
@@ -160,6 +161,9 @@ def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig) -
             continue
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {view.sql}")  # a broken view fails loudly
         con.execute(f"COMMENT ON VIEW {name} IS {_quote_str(view.description)}")
+        columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
+        for col, text in _matching(column_comments[f"{view.schema_}.{view.name}"], columns).items():
+            con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
 
 
 def refresh_catalog(cfg: DomainConfig) -> Path:

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
     vac.add_argument("--grace-hours", type=float, default=None)
     sub.add_parser("optimize", help="compact the small files of every Delta table (a new version each)")
+    doc = sub.add_parser("docs", help="write the data dictionary (Markdown) from the catalog's comments")
+    doc.add_argument("--out", type=Path, default=None, help="default: docs/data_dictionary/<domain>.md")
     sql = sub.add_parser("sql", help="run one query on the catalog: read-only, sandboxed to the lake")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=50)
@@ -128,6 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         else:  # nothing ever fired here, or the tasks write elsewhere: say where we looked
             print(f"no incident state at {where}: no alert has fired with this AIRFLOW_HOME "
                   "(set AIRFLOW_HOME or LAKEHOUSE_ALERT_STATE to the one the tasks run with)")
+    elif args.command == "docs":
+        from lakehouse.airflow_env import PROJECT
+        from lakehouse.docs import write_data_dictionary
+
+        if not Path(cfg.catalog_path).exists():
+            raise SystemExit(f"lakehouse docs: no catalog at {cfg.catalog_path}; run `lakehouse --domain "
+                             f"{cfg.name} catalog` after a run")
+        print(write_data_dictionary(cfg, args.out or PROJECT / "docs" / "data_dictionary" / f"{cfg.name}.md"))
     elif args.command == "quarantine":
         print(json.dumps(tasks.replay(cfg, args.entity, args.since), indent=1, default=str))
     elif args.command == "retention":

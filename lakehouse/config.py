@@ -331,6 +331,8 @@ class GoldView(Model):
     schema_: Ident = Field("gold", alias="schema", description="catalog schema of the view")
     description: str
     sql: str = Field(description="a SELECT over catalog views (gold.*, silver.*)")
+    columns: dict[str, str] = Field({}, description="comments of the columns it computes (the others "
+                                                    "inherit their input's, lakehouse.docs)")
 
     @model_validator(mode="after")
     def _reports_in_gold(self) -> GoldView:

@@ -256,7 +256,10 @@ def _location(cfg: DomainConfig, name: str) -> storage.Location | None:
 def _fingerprint(table: GoldTable) -> str:
     """Changes with the table's definition (its YAML and its functions' code): a new definition
     is computed in full, never spliced into partitions the old one computed."""
-    text = "\n".join([table.model_dump_json(), *(inspect.getsource(f) for f in _functions(table))])
+    # the words about a table (its description, column comments) and how it is served are not
+    # its definition: editing them recomputes nothing
+    text = "\n".join([table.model_dump_json(exclude={"description", "columns", "serve"}),
+                      *(inspect.getsource(f) for f in _functions(table))])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

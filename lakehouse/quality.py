@@ -37,7 +37,8 @@ SCHEMA: dict[str, pl.DataType] = {
 DOCS = {
     "business_date": "the run's business date",
     "dataset": "the checked table: silver.<entity> for a batch, gold.<table> for a metric",
-    "check": "rule name (pandera's for row rules; <metric>:zscore|iqr|volatility|consensus for tier 3)",
+    "check": "rule name (the contract's, else pandera's; <metric>:zscore|iqr|volatility|consensus for tier 3)",
+    "column": "the column a rule checks (a rule's columns joined by ',', a key by '|'; * for the batch)",
     "tier": "1 blocking, 2 row-level (rejects quarantined), 3 statistical (flag only)",
     "status": "pass | quarantined | blocked | flagged | no_baseline | evolved | rescued | collapsed",
     "failing_count": "rows (tiers 1-2) or groups (tier 3) that failed",

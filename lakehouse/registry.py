@@ -20,6 +20,27 @@ import polars as pl
 from lakehouse import storage
 
 EVENTS_TABLE = "ml_model_events"
+# the catalog's comments of the registry's tables (lakehouse.docs); "*" matches a name's rest
+DOCS = {
+    "ml_models": ("Model registry: one row per trained model version, with its lineage and metrics", {
+        "model_version": "Version id: a hash of the training data, parameters, seed and folds",
+        "model_name": "The model's name (a domain may train several)",
+        "trained_for_date": "Business date the training ran for (trained on data up to the day before)",
+        "train_from": "First date of the training data", "train_to": "Last date of the training data",
+        "data_hash": "Content hash of the training frame (columns, types, values)",
+        "params": "Hyperparameters (JSON)", "metrics": "Holdout and cross-validation metrics (JSON)",
+        "features": "Feature names, in model order (JSON)",
+        "feature_importance": "XGBoost's importance per feature (JSON)",
+        "artifact": "Path of the saved model in the lake", "libraries": "Library versions it was trained with (JSON)",
+        "metric_*": "One metric of the metrics JSON as a number (wape, mae, bias, baselines' wape, cv means)",
+    }),
+    EVENTS_TABLE: ("Registry events: every promotion and rollback, in order", {
+        "model_name": "The model's name", "action": "promote or rollback",
+        "model_version": "The version that serves from on_date", "previous_version": "The version it replaced",
+        "on_date": "First business date the version serves", "reason": "Why (the holdout comparison, or by hand)",
+        "sequence": "Order of the events (1 = first)",
+    }),
+}
 
 
 class RegistryError(RuntimeError):

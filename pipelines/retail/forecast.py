@@ -21,6 +21,40 @@ from lakehouse.config import DomainConfig
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "retail_demand_xgb"
+# the catalog's comments of the gold tables this module writes (lakehouse.docs)
+DOCS = {
+    "fct_demand_forecast": ("Daily 7-day demand forecast per SKU and warehouse, by the serving champion", {
+        "forecast_date": "Day the forecast was made (the run's business date)",
+        "target_date": "Day the forecast is for (1 to 7 days after forecast_date)",
+        "date_sk": "Surrogate key of the target date in dim_date",
+        "product_id": "SKU", "warehouse_id": "Warehouse the demand ships from",
+        "model_version": "The ml_models version that made the forecast (the champion serving that day)",
+        "predicted_units": "Units the model predicts for the target date (never negative)",
+    }),
+    "ml_model_metrics": ("Accuracy of every trained version and its baselines, per fold and segment", {
+        "model_version": "The version trained (ml_models)",
+        "model": "xgboost or a baseline (seasonal_naive, moving_average_28, sklearn_hist_gbm)",
+        "fold": "cv_1 .. cv_n: a rolling-origin fold (the last one is the holdout)",
+        "origin": "Last training date of the fold", "segment_type": "all, category or warehouse",
+        "segment": "The category or warehouse (all: every series)", "rows": "SKU x warehouse x days scored",
+        "wape": "Weighted absolute percentage error: sum|error| / sum actual units",
+        "mae": "Mean absolute error (units)", "bias": "Mean error (units; positive: over-forecast)",
+    }),
+    "ml_feature_drift": ("Feature drift of each scoring day against the champion's training data", {
+        "forecast_date": "The scoring day", "model_version": "The champion that scored",
+        "feature": "The feature compared", "psi": "Population stability index against training",
+        "threshold": "The PSI above which the feature counts as drifted", "drifted": "psi > threshold",
+        "rows": "Rows of the scoring day compared",
+    }),
+    "ml_accuracy_monitor": ("Live accuracy of the champion against its holdout, per monitoring day", {
+        "monitor_date": "Day the monitor ran", "model_version": "The champion monitored",
+        "window_days": "Days of actuals the live WAPE covers", "rows": "Forecasts with actuals in the window",
+        "live_wape": "WAPE of the window's forecasts against the units actually sold",
+        "holdout_wape": "WAPE the version had on its holdout when it was trained",
+        "degradation": "live_wape / holdout_wape - 1", "threshold": "Degradation above which it alerts",
+        "degraded": "degradation > threshold (an alert was sent)",
+    }),
+}
 LAGS = [7, 14, 21, 28, 364]
 FEATURES = [f"lag_{k}" for k in LAGS] + [
     "mean_7", "mean_28", "day_of_week", "month", "doy_sin", "doy_cos", "is_holiday",

@@ -66,6 +66,24 @@ def test_three_days_through_airflow_reconcile_rerun_and_analyst(tiny, af_env, tm
 
     assert storage.layer_hashes(tiny.cfg.lake) == before
     _health_report_renders(tiny)
+    assert_documented(tiny.cfg)
+
+
+def assert_documented(cfg) -> None:
+    """Every column an analyst can query in gold (tables, ML outputs, report views) has a
+    comment in the catalog, and a column name shared by tables means what each table says
+    (a dimension's ``name`` is its own, not another contract's)."""
+    import duckdb
+
+    from lakehouse.docs import undocumented
+
+    with duckdb.connect(str(cfg.catalog_path), read_only=True) as con:
+        assert undocumented(con) == []
+        names = dict(con.execute("SELECT table_name, comment FROM duckdb_columns() WHERE schema_name = 'gold' "
+                                 "AND column_name = 'name' AND table_name LIKE 'dim_%'").fetchall())
+    if cfg.name == "retail":
+        assert names["dim_warehouse"] == "Warehouse name" and names["dim_product"].startswith("Product name")
+        assert names["dim_supplier"] == "Supplier name" and names["dim_customer"].startswith("Customer name")
 
 
 def _health_report_renders(tiny) -> None:

@@ -142,3 +142,10 @@ def test_airflow_dags_test_runs_the_new_york_date_across_dst(tmp_path, monkeypat
     assert os.path.exists(cfg.catalog_path)
     # the day before and after are not in this lake: the window was New York's midnight to midnight
     assert (day - timedelta(days=1)) not in set(gold["flight_date"])
+
+
+def test_every_gold_column_is_documented(flights):
+    from tests.integration.test_airflow_dag import assert_documented
+
+    assert_documented(flights)
+

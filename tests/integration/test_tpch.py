@@ -102,3 +102,9 @@ def test_daily_runs_build_the_same_gold_as_one_initial_load(tpch, tmp_path, monk
     gold_tables = [t for t in once if t.startswith("gold.") and t != "gold.quality_checks"]
     assert len(gold_tables) == 10
     assert {t: hashes[t] for t in gold_tables} == {t: once[t] for t in gold_tables}
+
+
+def test_every_gold_column_and_tpch_view_is_documented(tpch):
+    from tests.integration.test_airflow_dag import assert_documented
+
+    assert_documented(tpch[0])
