@@ -100,23 +100,42 @@ def read(lake: Path) -> pl.DataFrame:
             .sort("end"))
 
 
+# tries of one DAG run further apart than this (no task of it running meanwhile) are separate
+# executions: a day cleared and rerun an hour later took the rerun's time, not the hour between
+IDLE_GAP_S = 120
+
+
 def run_summary(tries: pl.DataFrame) -> pl.DataFrame:
-    """One row per DAG run: business date, duration (first start to last end), tries, failures."""
+    """One row per DAG run: business date, when its latest execution started and how long it
+    took (its first task start to its last task end; a rerun of a cleared day is an execution of
+    its own, ``IDLE_GAP_S``), how many executions, tasks, retries and failures it had."""
     import polars as pl
 
     if tries.height == 0:
         return pl.DataFrame(schema={"dag_id": pl.String, "run_id": pl.String, "business_date": pl.Date,
-                                    "start": _schema()["start"], "seconds": pl.Float64, "tasks": pl.UInt32,
-                                    "retries": pl.UInt32, "failed": pl.UInt32, "state": pl.String})
+                                    "start": _schema()["start"], "seconds": pl.Float64, "executions": pl.UInt32,
+                                    "tasks": pl.UInt32, "retries": pl.UInt32, "failed": pl.UInt32,
+                                    "state": pl.String})
+    run = ["dag_id", "run_id"]
     # a task's outcome is its latest try: a day cleared and rerun successfully is a success
-    final = tries.sort("end").group_by("dag_id", "run_id", "task_id").agg(pl.col("state").last())
-    return (tries.group_by("dag_id", "run_id")
-            .agg(pl.col("business_date").first(), pl.col("start").min(),
-                 ((pl.col("end").max() - pl.col("start").min()).dt.total_milliseconds() / 1000).alias("seconds"),
+    final = tries.sort("end").group_by(*run, "task_id").agg(pl.col("state").last())
+    idle = pl.col("start") > (pl.col("end").cum_max().shift(1) + pl.duration(seconds=IDLE_GAP_S)).over(run)
+    executions = (tries.sort("start").with_columns(
+        _execution=idle.fill_null(False).cast(pl.UInt32).cum_sum().over(run))
+        .group_by(*run, "_execution").agg(pl.col("start").min(), pl.col("end").max()))
+    latest = (executions.sort("_execution").group_by(run).agg(
+        pl.col("start").last(),
+        ((pl.col("end").last() - pl.col("start").last()).dt.total_milliseconds() / 1000).alias("seconds"),
+        pl.len().cast(pl.UInt32).alias("executions")))
+    return (tries.group_by(run)
+            .agg(pl.col("business_date").first(),
                  pl.col("task_id").n_unique().cast(pl.UInt32).alias("tasks"),
                  (pl.col("state") == "up_for_retry").sum().cast(pl.UInt32).alias("retries"))
-            .join(final.group_by("dag_id", "run_id").agg(
-                (pl.col("state") == "failed").sum().cast(pl.UInt32).alias("failed")), on=["dag_id", "run_id"])
+            .join(latest, on=run)
+            .join(final.group_by(run).agg(
+                (pl.col("state") == "failed").sum().cast(pl.UInt32).alias("failed")), on=run)
             .with_columns(pl.when(pl.col("failed") > 0).then(pl.lit("failed")).otherwise(pl.lit("success"))
                           .alias("state"))
+            .select("dag_id", "run_id", "business_date", "start", "seconds", "executions", "tasks", "retries",
+                    "failed", "state")
             .sort("start"))

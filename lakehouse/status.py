@@ -97,8 +97,9 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     if runs.height == 0:
         out.append("  none recorded (runs are recorded by the Airflow DAGs' task callbacks)")
     for r in runs.iter_rows(named=True):
+        reruns = f" (latest of {r['executions']} executions)" if r["executions"] > 1 else ""
         out.append(f"  {r['dag_id']:<16}{str(r['business_date']):<12}{r['state']:<9}{r['seconds']:>8.1f} s"
-                   f"  {r['tasks']} tasks, {r['retries']} retries, {r['failed']} failed  ({r['run_id']})")
+                   f"  {r['tasks']} tasks, {r['retries']} retries, {r['failed']} failed{reruns}  ({r['run_id']})")
     out += ["", f"freshness as of {as_of}:"]
     for f in check(cfg, as_of):
         lag = "-" if f.lag_days is None else f"{f.lag_days} d"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -34,7 +34,10 @@ def test_a_day_cleared_and_rerun_counts_as_success_and_keeps_its_retries(tmp_pat
     assert tries.height == 6 and tries.schema["start"] == pl.Datetime("us", "UTC")
     runs = {r["run_id"]: r for r in runlog.run_summary(tries).iter_rows(named=True)}
     assert runs["r1"]["state"] == "success" and runs["r1"]["retries"] == 1 and runs["r1"]["tasks"] == 2
-    assert runs["r1"]["seconds"] == pytest.approx(61 * 60 + 30)
+    # the rerun an hour later is an execution of its own: its 90 s, not the hour between
+    assert runs["r1"]["seconds"] == pytest.approx(90) and runs["r1"]["executions"] == 2
+    assert runs["r1"]["start"] == T0.replace(tzinfo=UTC) + timedelta(minutes=60)
+    assert runs["r2"]["seconds"] == pytest.approx(2 * 60 + 30) and runs["r2"]["executions"] == 1
     assert runs["r2"]["state"] == "failed" and runs["r2"]["failed"] == 1
     assert runs["r2"]["business_date"] == date(2026, 11, 1)
 
