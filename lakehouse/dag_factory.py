@@ -144,12 +144,21 @@ def _run_step(step, item: str | None, config_dir: str, tz: str, params: dict | N
     context = get_current_context()
     run_date = (run_date_of or business_date)(tz)
     ctx = RunContext(cfg=load_domain(config_dir), run_date=run_date, run_id=_run_id(),
-                     force_extract=bool((params or {}).get("force_extract", False)), airflow=context)
+                     force_extract=bool((params or {}).get("force_extract", False)), airflow=context,
+                     failed_upstream=_failed_in_run(context) if step.trigger_rule == "all_done" else ())
     call = _fail_fast(step.call) if step.fail_fast else step.call
     try:
         return call(ctx, item)
     except Skipped as exc:
         raise AirflowSkipException(str(exc)) from exc
+
+
+def _failed_in_run(context) -> tuple[str, ...]:
+    """The run's tasks that failed or could not run, from Airflow's own states (the failing
+    tasks' callbacks may not have recorded anything yet when an all_done task starts)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return tuple(sorted(t for t, s in states.items() if s in ("failed", "upstream_failed")))
 
 
 def _add_tasks(steps: list, cfg, config_dir: str, run_date_of=None) -> dict:

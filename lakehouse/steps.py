@@ -39,6 +39,8 @@ class RunContext:
     force_extract: bool = False
     # Airflow's task context when the step runs as an Airflow task, else None (CLI, tests)
     airflow: Mapping[str, Any] | None = None
+    # an all_done step's view of its run: the tasks that failed or could not run before it
+    failed_upstream: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,11 @@ def run_local(steps: list[Step], ctx: RunContext, *, only: Iterable[str] | None 
             task_id = step.task_id(item)
             ups = [outcomes[u].state for u in upstream_task_ids(chosen, step, item, ctx.cfg)]
             state = _decide(step.trigger_rule, ups)
-            outcome = Outcome(task_id, state) if state else _run_one(step, ctx, item)
+            seen = ctx
+            if step.trigger_rule == "all_done":
+                seen = replace(ctx, failed_upstream=tuple(
+                    k for k, o in outcomes.items() if o.state in ("failed", "upstream_failed")))
+            outcome = Outcome(task_id, state) if state else _run_one(step, seen, item)
             outcomes[task_id] = outcome
             if on_outcome is not None:
                 on_outcome(outcome)

@@ -61,10 +61,21 @@ def catalog(ctx: RunContext) -> str:
 
 
 def freshness(ctx: RunContext) -> dict:
-    """Check every freshness window against the run's date; stale tables alert, never block."""
+    """Check every freshness window against the run's date; stale tables alert, never block.
+
+    It runs whatever happened upstream (all_done). When this run's own tasks failed, their
+    incident is what on-call hears about: the tables are checked and reported, and a table
+    that caught up still recovers, but a stale one opens no second incident for the same
+    cause; it alerts on the next run that fails nothing, if it is still behind."""
     from lakehouse import freshness as fresh
 
-    return fresh.alert(ctx.cfg, fresh.check(ctx.cfg, ctx.run_date), ctx.run_date)
+    results = fresh.check(ctx.cfg, ctx.run_date)
+    if ctx.failed_upstream:
+        log.info("not alerting on staleness: this run's %s failed (their incident tells on-call)",
+                 ", ".join(ctx.failed_upstream))
+        return fresh.alert(ctx.cfg, [r for r in results if r.fresh], ctx.run_date) | {
+            "stale": [r.table for r in results if not r.fresh], "quiet_because": list(ctx.failed_upstream)}
+    return fresh.alert(ctx.cfg, results, ctx.run_date)
 
 
 def quality(ctx: RunContext) -> dict:

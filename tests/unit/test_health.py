@@ -110,3 +110,20 @@ def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
     assert page.count('class="plotly-graph-div"') == 6
     assert '<td class="ok">ok</td>' in page and '<td class="stale">stale</td>' in page  # inventory never came
     assert "not_null(qty)" in page and "boom" in page  # the retry's error is listed
+
+
+def test_freshness_after_a_failed_run_reports_but_opens_no_second_incident(cfg, monkeypatch):
+    """The run's own failure is the incident; its stale tables are reported (the dashboard, the
+    task's result) and alert on the next run that fails nothing."""
+    from lakehouse import steps, tasks
+
+    _publish_days(cfg, "gold", "fct_order_lines", "order_date", ["2026-11-01"])
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
+        failed = steps.RunContext(cfg=cfg, run_date=date(2026, 11, 5), run_id="r",
+                                  failed_upstream=("silver_order_lines",))
+        outcome = tasks.freshness(failed)
+        assert "gold.fct_order_lines" in outcome["stale"] and outcome["quiet_because"] == ["silver_order_lines"]
+        assert slack.texts() == []
+        tasks.freshness(steps.RunContext(cfg=cfg, run_date=date(2026, 11, 5), run_id="r2"))
+        assert any("fct_order_lines" in t and "missed its freshness window" in t for t in slack.texts())

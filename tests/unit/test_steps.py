@@ -65,7 +65,7 @@ def _fake(monkeypatch, fail: set[str] = frozenset(), skip: set[str] = frozenset(
                 raise ValueError(f"{task_id} broke")
             if task_id in skip:
                 raise tasks.Skipped("nothing to do")
-            return task_id
+            return ctx.failed_upstream or task_id
         return action
 
     fakes = [dataclasses.replace(s, action=action_for(s)) for s in steps.DAILY]
@@ -92,6 +92,10 @@ def test_a_failed_entity_does_not_stop_the_others_and_every_failure_is_reported(
     # all_done: freshness and the dashboard run whatever happened upstream (on-call needs them then)
     assert outcomes["check_freshness"].state == outcomes["write_report"].state == "success"
     assert ran[-1] == "write_report"
+    # ... and they are told what failed before them (freshness stays quiet about that cause)
+    blocked = {k for k, o in outcomes.items() if o.state in ("failed", "upstream_failed")
+               and list(outcomes).index(k) < list(outcomes).index("check_freshness")}
+    assert set(outcomes["check_freshness"].result) == blocked and "silver_orders" in blocked
 
 
 def test_trigger_rules_match_airflow_when_scoring_skips(monkeypatch):
