@@ -104,7 +104,11 @@ def framework_tables(cfg: DomainConfig) -> dict[str, Comment]:
         return {}
     from lakehouse import registry, tasks
 
-    return dict(registry.DOCS) | dict(getattr(tasks.forecast_module(cfg), "DOCS", {}))
+    try:
+        forecast = tasks.forecast_module(cfg)
+    except ModuleNotFoundError:  # a domain whose model code is not installed here: the registry's only
+        return dict(registry.DOCS)
+    return dict(registry.DOCS) | dict(getattr(forecast, "DOCS", {}))
 
 
 def view_comments(cfg: DomainConfig, served: dict[str, Comment]) -> dict[str, dict[str, str]]:
