@@ -76,8 +76,8 @@ def table_comments(cfg: DomainConfig) -> dict[str, Comment]:
     known: dict[str, dict[str, str]] = contract_comments(cfg)  # by bare name, as models read them
     out: dict[str, Comment] = {}
     for ct in cfg.contracts:
-        cols = known[ct.entity] | {k: v for k, v in SCD2.items() if k in ("valid_from", "valid_to", "is_current",
-                                                                          "version", "is_deleted")}
+        # the contract's words win over the framework's (a source's own ``version`` column)
+        cols = {k: v for k, v in SCD2.items() if k != "is_inferred"} | known[ct.entity]
         out[f"silver.{ct.entity}"] = (ct.description, cols)
         out[f"silver.stg_{ct.entity}"] = (f"Validated ingest batches of {ct.entity}", known[ct.entity])
     out["silver.quarantine"] = ("Rejected rows with rule, reason, offending value and source pointer", {})
@@ -86,7 +86,7 @@ def table_comments(cfg: DomainConfig) -> dict[str, Comment]:
     keys = {f"{d.removeprefix('dim_')}_sk": f"Surrogate key of {d} (for a versioned dimension, of the "
             "version valid at the fact's time)" for d in dimensions}
     for g in cfg.gold:
-        # the model's own words first, then what its inputs agree on, then the framework's columns
+        # priority: the model's own words, then what its inputs agree on, then the framework's;
         # a calendar is a date_dimension, or a builder named dim_date over gold.date_dimension
         calendar = g.date_dimension is not None or g.name == "dim_date"
         framework = SCD2 | keys | (CALENDAR if calendar else {})
