@@ -232,7 +232,12 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
     run_id = f"cli/{args.date}/{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     ctx = steps.RunContext(cfg=cfg, run_date=args.date, run_id=run_id, force_extract=args.force_extract)
 
+    import sys
+
+    progress = sys.stderr  # bound now: below, stdout is sent to stderr as well
+
     def record(outcome: steps.Outcome) -> None:
+        print(step_line(outcome), file=progress, flush=True)
         end = datetime.now(UTC)
         runlog.record(cfg.lake, {
             "dag_id": f"{cfg.name}_daily", "run_id": run_id, "run_type": "cli",
@@ -242,7 +247,6 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
             "error": str(outcome.error or "")[:300] or None})
 
     import contextlib
-    import sys
 
     # stdout is the outcome (JSON, for scripts); the tasks' logs, Airflow's structlog included
     # (it binds the stdout of the moment it is set up), go to stderr
@@ -252,9 +256,43 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
                           **({"result": o.result} if o.result is not None else {}),
                           **({"error": f"{type(o.error).__name__}: {o.error}"} if o.error else {})}
                       for k, o in outcomes.items()}, indent=1, default=str))
+    print(run_summary_text(cfg.name, args.date, outcomes), file=progress)
     failed = [k for k, o in outcomes.items() if o.state == "failed"]
     if failed:
         raise SystemExit(f"lakehouse run {args.date}: {len(failed)} task(s) failed: {', '.join(failed)}")
+
+
+def step_line(outcome) -> str:
+    """One progress line per finished task (stderr): its state, seconds and, for silver, rows."""
+    result = outcome.result if isinstance(outcome.result, dict) else {}
+    rows = (f"  {result['valid']:,} valid, {result['quarantined']:,} quarantined"
+            if {"valid", "quarantined"} <= result.keys() else "")
+    return f"  {outcome.task_id:<44}{outcome.state:<16}{outcome.seconds:>7.1f} s{rows}"
+
+
+def run_summary_text(domain: str, day: date, outcomes: dict) -> str:
+    """Pure: the few lines a person reads at the end of ``lakehouse run`` (the JSON on stdout
+    holds the same numbers): tasks by state, the wall time, rejects by entity and rule, and
+    each failure's first line."""
+    states: dict[str, int] = {}
+    for o in outcomes.values():
+        states[o.state] = states.get(o.state, 0) + 1
+    seconds = sum(o.seconds for o in outcomes.values())
+    lines = [f"lakehouse run {day} ({domain}): {len(outcomes)} tasks, "
+             + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) + f", {seconds:.1f} s"]
+    rejects = []
+    for task_id, o in outcomes.items():
+        by_rule = o.result.get("rejected_by_rule") if isinstance(o.result, dict) else None
+        if by_rule:
+            rules = ", ".join(f"{rule} {n:,}" for rule, n in by_rule.items())
+            rejects.append(f"  {task_id.removeprefix('silver_')}: {o.result['quarantined']:,} rows ({rules})")
+    lines += ["rejected rows (silver.quarantine), by entity and rule:", *rejects] if rejects else [
+        "rejected rows: none"]
+    for task_id, o in outcomes.items():
+        if o.state == "failed":
+            first = str(o.error or "").strip().splitlines()
+            lines.append(f"FAILED {task_id}: {type(o.error).__name__}: {first[0][:1000] if first else ''}")
+    return "\n".join(lines)
 
 
 def _model_command(cfg, args: argparse.Namespace) -> object:

@@ -380,6 +380,12 @@ class QualityConfig(Model):
         0.25, ge=0, description="z-score and IQR flags also need |value - baseline mean| >= this share of it")
     alert_min_methods: int = Field(
         2, ge=1, le=3, description="Slack hears of a group when this many methods flag it (all are recorded)")
+    reject_baseline_days: int = Field(
+        28, ge=3, le=366, description="a rule's reject rate is compared with its own rates on the days before")
+    reject_min_increase: float = Field(
+        0.01, ge=0, le=1, description="a jump must also raise the rate by this share of the rows (0.01 = 1 point)")
+    reject_min_rows: int = Field(
+        500, ge=1, description="smaller batches get no reject-jump verdict (one row is too large a share)")
     metrics: list[MetricCheck] = []
 
 
@@ -472,9 +478,9 @@ def _expand_env(value: Any) -> Any:
     return value
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """Follow a pydantic error location through the YAML node tree to a line number."""
-    line = node.start_mark.line + 1 if node is not None else None
+def _nodes_along(node: yaml.Node | None, loc: tuple[int | str, ...]) -> list[yaml.Node]:
+    """The YAML nodes a pydantic error location passes through, outermost first (as far as it goes)."""
+    path = [node] if node is not None else []
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)
@@ -484,8 +490,27 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
             break
         if node is None:
             break
-        line = node.start_mark.line + 1
-    return line
+        path.append(node)
+    return path
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree to a line number."""
+    path = _nodes_along(node, loc)
+    return path[-1].start_mark.line + 1 if path else None
+
+
+FLOW_HINT = ("; in a one-line {...} or [...] an unquoted ', ' ends the value and ': ' starts a key: "
+             "quote the value, e.g. expr: \"coalesce(a, b) > 0\"")
+
+
+def _flow_hint(node: yaml.Node | None, loc: tuple[int | str, ...], err: dict) -> str:
+    """A hint for the error YAML's flow style causes: a value cut at an unquoted comma leaves
+    its tail as a key with no value (pydantic: an unknown field, or a value of None)."""
+    if err.get("input") is not None and err.get("type") != "extra_forbidden":
+        return ""
+    flows = [n for n in _nodes_along(node, loc) if isinstance(n, yaml.CollectionNode) and n.flow_style]
+    return FLOW_HINT if flows else ""
 
 
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
@@ -557,7 +582,8 @@ def _explain(exc: ValidationError, nodes: dict[str, tuple[Path, yaml.Node | None
         path, node = nodes.get(key, (Path("domain.yaml"), None))
         line = _line_of(node, rest)
         where = ".".join(str(p) for p in loc)
-        lines.append(f"{path}:{line or '?'}: {where}: {err['msg']} (got {err.get('input')!r})")
+        hint = _flow_hint(node, rest, err)
+        lines.append(f"{path}:{line or '?'}: {where}: {err['msg']} (got {err.get('input')!r}){hint}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -115,6 +115,84 @@ def batch_results(contract: EntityContract, rows_in: int, failed: pl.DataFrame,
     return _frame(rows)
 
 
+REJECT_JUMP = "reject_jump"  # tier-3 suffix: ``<rule>:reject_jump``
+
+
+def reject_rate_jumps(today: pl.DataFrame, baseline: pl.DataFrame, qc: QualityConfig) -> pl.DataFrame:
+    """Pure: tier 3 of a batch: each rule's reject rate against its own rates on earlier days.
+
+    ``today`` is the batch's ``batch_results``; ``baseline`` the same dataset's earlier tier-2
+    rows (``business_date``, ``check``, ``column``, ``failing_count``, ``rows_checked``). A rule
+    *jumps* when today's rate exceeds its baseline mean by at least ``reject_min_increase`` and
+    by more than ``zscore`` standard deviations (by any amount when the rate never varied): a
+    whole category starting to fail (every cancelled flight, say) stays under a 5% gate but
+    not under this. Fewer than ``min_baseline_days`` earlier days, or a batch of fewer than
+    ``reject_min_rows`` rows, gives ``no_baseline``. Never blocks.
+    """
+    rules = today.filter(pl.col("tier") == 2, pl.col("check") != "exact_duplicate")
+    if rules.is_empty():
+        return _frame([])
+    rates = (baseline.filter(pl.col("rows_checked") > 0)
+             .group_by("check", "column", "business_date")  # one batch a day; summed if a day has more
+             .agg((pl.col("failing_count").sum() / pl.col("rows_checked").sum()).alias("rate"))
+             .group_by("check", "column")
+             .agg(pl.col("rate").mean().alias("mean"), pl.col("rate").std(ddof=1).fill_null(0.0).alias("std"),
+                  pl.len().alias("days")))
+    scored = rules.join(rates, on=["check", "column"], how="left").with_columns(
+        (pl.col("failing_count") / pl.col("rows_checked")).fill_nan(0.0).alias("rate"),
+        pl.col("days").fill_null(0))
+    out = []
+    for r in scored.to_dicts():
+        row = {"check": f"{r['check']}:{REJECT_JUMP}", "column": r["column"], "tier": 3,
+               "rows_checked": r["rows_checked"], "metric": r["rate"]}
+        if r["rows_checked"] < qc.reject_min_rows or r["days"] < qc.min_baseline_days:
+            out.append({**row, "status": NO_BASELINE, "failing_count": 0,
+                        "detail": json.dumps({"baseline_days": r["days"], "rows": r["rows_checked"]})})
+            continue
+        limit = r["mean"] + max(qc.reject_min_increase, qc.zscore * r["std"])
+        jumped = r["rate"] > limit
+        out.append({**row, "status": FLAGGED if jumped else PASS,
+                    "failing_count": r["failing_count"] if jumped else 0, "threshold": limit,
+                    "detail": json.dumps({"baseline_mean": round(r["mean"], 6), "baseline_std": round(r["std"], 6),
+                                          "baseline_days": r["days"]})})
+    return _frame(out)
+
+
+def rule_baseline(cfg: DomainConfig, dataset: str, run_date: date) -> pl.DataFrame:
+    """The tier-2 history of ``dataset`` on the ``reject_baseline_days`` days before ``run_date``."""
+    lf = history(cfg)
+    if lf is None:
+        return pl.DataFrame(schema={"business_date": pl.Date(), **SCHEMA})
+    start = run_date - timedelta(days=cfg.quality.reject_baseline_days)
+    day = pl.col("business_date").cast(pl.Date)
+    return (lf.filter(pl.col("dataset") == dataset, day >= start, day < run_date, pl.col("tier") == 2)
+            .select(day.alias("business_date"), "check", "column", "failing_count", "rows_checked").collect())
+
+
+def alert_reject_jumps(cfg: DomainConfig, dataset: str, run_date: date, jumps: pl.DataFrame,
+                       examples: dict[str, list]) -> list[str]:
+    """One incident per rule whose reject rate jumped (named by the contract's rule name), and a
+    recovery for a rule that had one and is back within its baseline; returns the jumped rules."""
+    from lakehouse import alerts
+
+    jumped = []
+    for r in jumps.to_dicts():
+        rule = r["check"].removesuffix(f":{REJECT_JUMP}")
+        key = f"reject_jump:{cfg.name}:{dataset}:{rule}"
+        if r["status"] == FLAGGED:
+            base = json.loads(r["detail"])
+            jumped.append(rule)
+            alerts.incident(key, f":mag: rule *{rule}* ({r['column']}) of {dataset} rejected {r['failing_count']:,} "
+                                 f"of {r['rows_checked']:,} rows on {run_date} ({r['metric']:.2%}), against "
+                                 f"{base['baseline_mean']:.2%} on average over {base['baseline_days']} earlier days; "
+                                 f"e.g. {examples.get(rule, [])[:3]}. The rows are in silver.quarantine; "
+                                 "not blocking.", when=run_date.isoformat())
+        elif r["status"] == PASS and key in alerts.open_incidents():
+            alerts.settle(key, run_date.isoformat(), f":white_check_mark: rule *{rule}* of {dataset} is back "
+                                                     f"to its usual reject rate on {run_date} ({r['metric']:.2%}).")
+    return jumped
+
+
 def drift_result(drifted, policy: str) -> pl.DataFrame:
     """Pure: the batch's schema-drift row (``drifted`` is a ``lakehouse.drift.Drift``)."""
     status = PASS if not (drifted.added or drifted.retyped or drifted.missing) else {

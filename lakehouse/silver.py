@@ -185,7 +185,7 @@ def split_valid(typed: pl.DataFrame, parse_failures: pl.DataFrame, contract: Ent
 STAGE_CHUNK_ROWS = 1_000_000
 
 
-def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, int]:
+def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, object]:
     """Type and validate one bronze batch; publish valid rows and quarantine rejects.
 
     The batch is processed in chunks of ``STAGE_CHUNK_ROWS`` rows, so an initial load of any
@@ -244,25 +244,30 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     def _gate() -> None:
         failed, rejected = pl.concat(failures), pl.concat(rejects)
         results = quality.batch_results(contract, height, failed, rejected.height, collapsed=copies.height)
-        results = pl.concat([results, quality.drift_result(drifted, policy)])
+        jumps = quality.reject_rate_jumps(results, quality.rule_baseline(cfg, dataset, run_date), cfg.quality)
+        results = pl.concat([results, quality.drift_result(drifted, policy), jumps])
         # recorded before the gate decides: a blocked batch leaves its history too
         quality.record(cfg, dataset, run_date, results, run_id)
         log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
+        examples = {r["rule"]: r["offending_value"] for r in failed.group_by("rule", maintain_order=True).agg(
+            pl.col("offending_value").unique(maintain_order=True).head(3)).to_dicts()}
         over = results.filter(pl.col("tier") == 2, pl.col("status") == quality.BLOCKED)
         if over.height:
-            examples = {r["check"]: failed.filter(pl.col("rule") == r["check"])["offending_value"].head(3).to_list()
-                        for r in over.to_dicts()}
             raise QualityGateError(f"{where}: " + "; ".join(
                 f"rule {r['check']!r} ({r['column']}) rejected {r['failing_count']}/{height} rows "
                 f"({r['metric']:.1%}), above its max_reject_rate={r['threshold']:.1%}, e.g. {examples[r['check']]}"
                 for r in over.to_dicts()), check="rule_reject_rate")
         rate = rejected.height / height if height else 0.0
         if rate > contract.max_quarantine_rate:
-            examples = rejected.head(5).select("reason", "source_pointer").to_dicts()
+            by_rule = results.filter(pl.col("tier") == 2, pl.col("failing_count") > 0,
+                                     pl.col("check") != "exact_duplicate").sort("failing_count", descending=True)
             raise QualityGateError(
                 f"{where}: {rejected.height}/{height} rows ({rate:.1%}) failed the contract, above "
-                f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; examples: {examples}",
-                check="quarantine_rate")
+                f"max_quarantine_rate={contract.max_quarantine_rate:.1%}; by rule: " + "; ".join(
+                    f"{r['check']} ({r['column']}) {r['failing_count']}, e.g. {examples.get(r['check'], [])}"
+                    for r in by_rule.head(5).to_dicts()), check="quarantine_rate")
+        # only a batch that publishes pages for a jump: a blocked one has its own alert
+        quality.alert_reject_jumps(cfg, dataset, run_date, jumps, examples)
 
     try:
         expected = contract.expected_rows
@@ -282,7 +287,10 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
     storage.publish(pl.concat(rejects), cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
     log.info("%s: %d valid, %d quarantined, %d exact copies collapsed", where, counts["valid"],
              counts["quarantined"], counts["collapsed"])
-    return {"rows_in": height, **counts}
+    failed = pl.concat(failures)
+    by_rule = {r["rule"]: r["n"] for r in failed.group_by("rule").agg(pl.col("_row").n_unique().alias("n"))
+               .sort("n", "rule", descending=[True, False]).to_dicts()}
+    return {"rows_in": height, **counts, "rejected_by_rule": by_rule}
 
 
 def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
@@ -316,7 +324,7 @@ def _quarantine_rows(raw: pl.DataFrame, failed: pl.DataFrame, run_id: str,
         pl.lit(run_id).alias("_run_id"))
 
 
-def stage_and_build(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, int]:
+def stage_and_build(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[str, object]:
     """The daily silver step: stage the run's batch, then update the entity's silver table
     for the keys that batch touched (those it brings and those of the batch it replaced)."""
     # the replaced batch's keys are written down before the batch is replaced: an attempt

@@ -34,6 +34,25 @@ def test_a_broken_source_fails_alone_and_the_run_is_recorded(tiny):
     assert printed["write_report"]["state"] == printed["check_freshness"]["state"] == "success"
     assert "extract_supplier_api" in Path(printed["write_report"]["result"]).read_text()
 
+    # progress: a line per task as it ends; then a summary whose numbers are the JSON's, and the
+    # rejects by rule are the quarantine's own (counted here from silver.quarantine)
+    lines = out.stderr.splitlines()
+    assert all(any(ln.startswith(f"  {t} ") and f" {v['state']} " in ln for ln in lines) for t, v in printed.items())
+    states = {s: sum(1 for v in printed.values() if v["state"] == s) for s in {v["state"] for v in printed.values()}}
+    assert (f"lakehouse run {START} (retail): {len(printed)} tasks, "
+            + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))) in out.stderr
+    failed_line = next(ln for ln in lines if ln.startswith("FAILED extract_supplier_api: "))
+    assert "Connection refused" in failed_line  # the cause, not cut off before it
+    q = (storage.scan(tiny.cfg.lake, "silver", "quarantine")
+         .filter(pl.col("ingest_date").cast(pl.String) == START.isoformat()).collect()
+         .with_row_index("_q").with_columns(pl.col("rule").str.split("; ")).explode("rule").unique(["_q", "rule"]))
+    expected = {e: dict(g.group_by("rule").len().iter_rows()) for (e,), g in q.group_by("entity")}
+    assert expected, "the tiny day has rejects to count"
+    for entity, by_rule in expected.items():
+        assert printed[f"silver_{entity}"]["result"]["rejected_by_rule"] == by_rule
+        rows = q.filter(pl.col("entity") == entity)["_q"].n_unique()
+        assert any(ln.startswith(f"  {entity}: {rows:,} rows (") for ln in lines), (entity, out.stderr[-2000:])
+
     # the history holds one record per task, computed independently of the CLI's own output
     tries = runlog.read(tiny.cfg.lake)
     assert tries["run_type"].unique().to_list() == ["cli"]

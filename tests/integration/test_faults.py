@@ -216,7 +216,7 @@ def test_named_rules_name_their_rejects_and_a_rule_over_its_own_limit_blocks(day
         return {r["check"]: (r["status"], r["failing_count"]) for r in storage.scan(
             day_one.cfg.lake, "gold", "quality_checks").filter(
             pl.col("dataset") == "silver.order_lines", pl.col("business_date") == DAY,
-            pl.col("column") == "quantity").collect().to_dicts()}
+            pl.col("column") == "quantity", pl.col("tier") == 2).collect().to_dicts()}
 
     assert checks() == {"positive_quantity": ("blocked", bad.height), "quantity_is_a_number": ("pass", 0),
                         "not_nullable": ("pass", 0)}

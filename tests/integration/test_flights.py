@@ -144,6 +144,47 @@ def test_airflow_dags_test_runs_the_new_york_date_across_dst(tmp_path, monkeypat
     assert (day - timedelta(days=1)) not in set(gold["flight_date"])
 
 
+@pytest.mark.airflow
+def test_airflow_dags_test_runs_the_paris_date_across_dst(tmp_path, monkeypatch):
+    """East of UTC: the same YAML with ``timezone: Europe/Paris``, kept outside the project as a
+    user's own repository would hold it (found on ``LAKEHOUSE_DOMAIN_PATH``).
+
+    ``airflow dags test flights_daily 2013-03-31`` (Paris springs forward at 02:00) must take
+    the file stamped 00:30 Paris that day (23:30 UTC the day before) and leave the one stamped
+    00:30 Paris the next day (22:30 UTC on the run date): a window in UTC would do the opposite.
+    """
+    import shutil
+    from zoneinfo import ZoneInfo
+
+    from lakehouse.airflow_env import airflow, airflow_env
+
+    _home(tmp_path, monkeypatch)
+    day, paris = date(2013, 3, 31), ZoneInfo("Europe/Paris")
+    domain = tmp_path / "domains" / "flights"
+    shutil.copytree(CONFIG_DIR, domain)
+    text = (domain / "domain.yaml").read_text()
+    assert "timezone: America/New_York" in text
+    (domain / "domain.yaml").write_text(text.replace("timezone: America/New_York", "timezone: Europe/Paris"))
+    monkeypatch.setenv("LAKEHOUSE_DOMAIN_PATH", str(tmp_path / "domains"))
+    cfg = load_domain(domain)
+    landing = Path(cfg.source("flights_drop").landing_dir).parent
+    land(landing, day, day + timedelta(days=1))
+    for path in landing.rglob("*.csv"):
+        stamped = day + timedelta(days=1) if path.stem.endswith(f"{day + timedelta(days=1):%Y%m%d}") else day
+        at = datetime.combine(stamped, datetime.min.time().replace(minute=30), paris).timestamp()
+        os.utime(path, (at, at))
+    env = airflow_env(tmp_path, AIRFLOW_HOME=str(tmp_path / ".airflow"), LAKEHOUSE_HOME=str(tmp_path),
+                      LAKEHOUSE_ALERT_STATE=str(tmp_path / "alerts"),
+                      LAKEHOUSE_DOMAIN_PATH=str(tmp_path / "domains"))
+    airflow("db", "migrate", env=env)
+    airflow("dags", "test", "flights_daily", day.isoformat(), env=env)
+    assert [p["ingest_date"] for p in storage.partitions(cfg.lake, "bronze", "flights_drop__flights")] == [
+        day.isoformat()]
+    gold = storage.scan(cfg.lake, "gold", "fct_flights").collect()
+    assert gold.height == source_flights().filter(pl.col("flight_date") == day).height
+    assert set(gold["flight_date"]) == {day}  # the next day's file, 22:30 UTC on the 31st, waits
+
+
 def test_every_gold_column_is_documented(flights):
     from tests.integration.test_airflow_dag import assert_documented
 

@@ -41,3 +41,21 @@ def test_a_check_name_must_name_a_check_the_column_has():
     with pytest.raises(ValueError, match="max_reject_rate"):
         ColumnContract(name="q", type="int64", ge=1, checks={"ge": {"max_reject_rate": 2}})
     assert ColumnContract(name="q", type="int64", ge=1, checks={"ge": {"name": "positive"}}).checks["ge"].name == "positive"
+
+
+def test_a_value_cut_by_an_unquoted_comma_gets_a_hint(tmp_path):
+    """YAML's one-line ``{...}`` ends a value at ``, ``: ``expr: coalesce(a, b) > 0`` becomes
+    ``expr: 'coalesce(a'`` and a key ``b) > 0`` with no value. The error says why."""
+    shutil.copytree(CONFIG_DIR / "retail", tmp_path / "retail")
+    path = tmp_path / "retail" / "contracts" / "orders.yaml"
+    text = path.read_text()
+    assert 'expr: "updated_at >= ordered_at"' in text
+    path.write_text(text.replace('expr: "updated_at >= ordered_at"', "expr: coalesce(updated_at, ordered_at) >= ordered_at"))
+    with pytest.raises(ConfigError, match=r"orders.yaml:15: .*ordered_at\) >= ordered_at.*got None\); in a one-line "
+                                          r"\{\.\.\.\} or \[\.\.\.\] an unquoted ', ' ends the value"):
+        load_domain(tmp_path / "retail")
+    # a block mapping has no such trap, and gets no such hint
+    path.write_text(text + "shedule: daily\n")
+    with pytest.raises(ConfigError) as err:
+        load_domain(tmp_path / "retail")
+    assert "unquoted" not in str(err.value)

@@ -120,3 +120,62 @@ def test_stable_noisy_days_page_nobody():
     spiked = values.with_columns(pl.when((pl.col("day") == last) & (pl.col("wh") == "W03"))
                                  .then(pl.col("value") * 3).otherwise(pl.col("value")).alias("value"))
     assert _status(quality.evaluate(spiked, METRIC, QC, last))["consensus"] == ("flagged", 1)
+
+
+# ----------------------------------------------------------------------------- reject-rate jumps
+def _rule_days(rates: list[float], rows: int = 1000, check: str = "us_registration") -> pl.DataFrame:
+    """One tier-2 row a day for ``check``, oldest first, ending the day before ``MONDAY``."""
+    return pl.DataFrame([{"business_date": MONDAY - timedelta(days=len(rates) - i), "check": check,
+                          "column": "tailnum", "failing_count": round(r * rows), "rows_checked": rows}
+                         for i, r in enumerate(rates)])
+
+
+def _today(failing: int, rows: int = 1000, check: str = "us_registration") -> pl.DataFrame:
+    return quality._frame([{"check": check, "column": "tailnum", "tier": 2, "status": "quarantined",
+                            "failing_count": failing, "rows_checked": rows},
+                           {"check": "exact_duplicate", "column": "*", "tier": 2, "status": "collapsed",
+                            "failing_count": 40, "rows_checked": rows},
+                           {"check": "quarantine_rate", "column": "*", "tier": 1, "status": "pass",
+                            "failing_count": failing, "rows_checked": rows}])
+
+
+def _jump(baseline: pl.DataFrame, today: pl.DataFrame, qc: QualityConfig = QC) -> dict:
+    out = quality.reject_rate_jumps(today, baseline, qc)
+    assert out["check"].to_list() == ["us_registration:reject_jump"]  # rules only, copies are no rejects
+    return out.row(0, named=True)
+
+
+def test_a_category_that_starts_failing_is_flagged_under_the_gate():
+    """A rule at ~0.1% for four weeks that rejects 2.2% (every cancelled flight, say): far under a
+    5% max_quarantine_rate, so only this check sees it, and it names the rule and the rows."""
+    r = _jump(_rule_days([0.001, 0.002, 0.001, 0.0] * 7), _today(22))
+    assert r["status"] == "flagged" and r["tier"] == 3 and r["failing_count"] == 22
+    assert r["metric"] == pytest.approx(0.022)
+    mean = sum([0.001, 0.002, 0.001, 0.0]) / 4
+    assert r["threshold"] == pytest.approx(mean + QC.reject_min_increase)  # the 1-point floor binds here
+
+
+def test_a_usual_rate_and_a_small_rise_pass():
+    noisy = [0.02, 0.03, 0.025, 0.035, 0.02, 0.03] * 4
+    assert _jump(_rule_days(noisy), _today(34))["status"] == "pass"  # 3.4%: within 3 std of 2.67%
+    assert _jump(_rule_days([0.0] * 20), _today(9))["status"] == "pass"  # 0.9%: under the 1-point floor
+    assert _jump(_rule_days([0.0] * 20), _today(11))["status"] == "flagged"  # 1.1% from a rule that never failed
+
+
+def test_a_jump_must_beat_the_rules_own_spread():
+    noisy = [0.0, 0.04] * 10  # mean 2%, std ~2.05%: 3 std above is ~8.2%
+    assert _jump(_rule_days(noisy), _today(80))["status"] == "pass"
+    assert _jump(_rule_days(noisy), _today(90))["status"] == "flagged"
+
+
+def test_too_few_days_or_rows_give_no_verdict():
+    assert _jump(_rule_days([0.0] * 3), _today(500))["status"] == "no_baseline"  # min_baseline_days=4
+    assert _jump(_rule_days([0.0] * 20), _today(400, rows=499))["status"] == "no_baseline"
+    assert _jump(_rule_days([0.0] * 20, check="other"), _today(500))["status"] == "no_baseline"  # a new rule
+
+
+def test_a_day_with_several_batches_counts_as_one_rate():
+    days = _rule_days([0.0] * 10)
+    doubled = pl.concat([days, days.with_columns(pl.col("failing_count") + 1000, pl.col("rows_checked") + 1000)])
+    r = _jump(doubled, _today(60))  # each day 1000 rejects of 2000 rows: 50%, so 6% is no jump
+    assert r["status"] == "pass" and '"baseline_days": 10' in r["detail"]
