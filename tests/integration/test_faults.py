@@ -226,3 +226,68 @@ def test_named_rules_name_their_rejects_and_a_rule_over_its_own_limit_blocks(day
     assert sorted(q.select("rule", "column", "offending_value").rows()) == sorted(
         ("positive_quantity", "quantity", str(v)) for v in bad["quantity"].to_list())
     assert checks()["positive_quantity"] == ("quarantined", bad.height)
+
+
+def test_a_rule_whose_reject_rate_jumps_pages_once_under_the_gate_and_settles(day_one, monkeypatch, tmp_path):
+    """Tier 3 on rejects: a named rule that rejected nothing for ten days and now rejects a few
+    percent of the batch (under the 5% gate, so nothing blocks) pages Slack once with the rule,
+    its count and rate (counted here from bronze), not again on a rerun, and settles when the
+    rule is back to its usual rate."""
+    import sqlalchemy as sa
+
+    from lakehouse import quality
+    from lakehouse.config import CheckOptions
+    from tests.fakes.slack import FakeSlack
+
+    lines = day_one.cfg.contract("order_lines")
+    columns = [c.model_copy(update={"checks": {"ge": CheckOptions(name="positive_quantity")}})
+               if c.name == "quantity" else c for c in lines.columns]
+    cfg = day_one.cfg.model_copy(update={
+        "contracts": [lines.model_copy(update={"columns": columns}) if c.entity == "order_lines" else c
+                      for c in day_one.cfg.contracts],
+        "quality": day_one.cfg.quality.model_copy(update={"reject_min_rows": 1})})
+    dataset = "silver.order_lines"
+    for back in range(2, 12):  # ten quiet days before DAY (START's own day is real and quiet too)
+        quality.record(cfg, dataset, DAY - timedelta(days=back), quality._frame([
+            {"check": "positive_quantity", "column": "quantity", "tier": 2, "status": "pass",
+             "failing_count": 0, "rows_checked": 1000}]), "baseline")
+
+    engine = sa.create_engine(cfg.source("erp").url)
+    with engine.begin() as conn:
+        picked = conn.execute(sa.text("SELECT order_line_id, quantity FROM order_lines GROUP BY order_line_id "
+                                      "HAVING count(*) = 1 ORDER BY max(updated_at) DESC LIMIT 3")).all()
+        conn.execute(sa.text("UPDATE order_lines SET quantity = -3 WHERE order_line_id IN :ids")
+                     .bindparams(sa.bindparam("ids", expanding=True)), {"ids": [p[0] for p in picked]})
+
+    def stage(force: bool = False) -> pl.DataFrame:
+        bronze.ingest(cfg, "erp", DAY, "test", force=force)
+        batch = pl.read_parquet(storage.data_file(cfg.lake, "bronze", "erp__order_lines",
+                                                  {"ingest_date": DAY.isoformat()}))
+        silver.stage(cfg, "order_lines", DAY, "test")
+        return batch
+
+    monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.webhook_url)
+        batch = stage()
+        bad = batch.filter(pl.col("quantity").cast(pl.Int64) < 1).height  # independent of the pipeline's count
+        assert bad >= 3 and bad / batch.height < lines.max_quarantine_rate
+        pages = [t for t in fake.texts() if "positive_quantity" in t]
+        assert len(pages) == 1, fake.texts()
+        assert f"rejected {bad:,} of {batch.height:,} rows on {DAY} ({bad / batch.height:.2%})" in pages[0]
+        assert "0.00% on average over 10 earlier days" in pages[0] and "'-3'" in pages[0]
+        flagged = storage.scan(cfg.lake, "gold", "quality_checks").filter(
+            pl.col("business_date") == DAY, pl.col("check") == "positive_quantity:reject_jump").collect()
+        assert flagged.select("status", "failing_count", "tier").rows() == [("flagged", bad, 3)]
+
+        stage()  # a rerun of the same day: the incident is open, no second page
+        assert len([t for t in fake.texts() if "positive_quantity" in t]) == 1
+
+        with engine.begin() as conn:
+            for line_id, quantity in picked:
+                conn.execute(sa.text("UPDATE order_lines SET quantity = :q WHERE order_line_id = :i"),
+                             {"q": quantity, "i": line_id})
+        stage(force=True)  # the source fixed, the day re-extracted (``lakehouse run --force-extract``)
+        recovered = [t for t in fake.texts() if "positive_quantity" in t][1:]
+        assert len(recovered) == 1 and "back to its usual reject rate" in recovered[0], fake.texts()
+    engine.dispose()
