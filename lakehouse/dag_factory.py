@@ -5,7 +5,9 @@ Daily shape (ADR 0004, declared in ``steps.DAILY``): ``extract_<source>`` -> ``s
 -> ``announce_backfill`` and ``write_report`` (the HTML health dashboard). Every task
 try is recorded in the lake's run history (``lakehouse.runlog``) for that dashboard. The business date is the start of the run's data interval
 in the domain's timezone: the timetable is a ``CronDataIntervalTimetable`` on
-purpose, since a plain cron string in Airflow 3 gives a zero-width interval.
+purpose, since a plain cron string in Airflow 3 gives a zero-width interval, and our
+subclass ``lakehouse.timetable.BusinessDayTimetable`` so that ``airflow backfill create``'s
+bare dates are the domain's dates (ADR 0025).
 
 Training is its own DAG (``<domain>_train``, ADR 0008): weekly, and once after a
 backfill, when the backfill's last run emits the ``<domain>_gold_history`` asset.
@@ -190,10 +192,11 @@ def _add_tasks(steps: list, cfg, config_dir: str, run_date_of=None) -> dict:
 
 def build_dag(config_dir: str | Path):
     """A DAG for one domain from the declared daily steps; only config is read here."""
-    from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+    from airflow.sdk import DAG, Param
 
     from lakehouse import alerts
     from lakehouse.steps import DAILY, select
+    from lakehouse.timetable import BusinessDayTimetable
 
     config_dir = str(config_dir)
     cfg = load_domain(config_dir)
@@ -201,7 +204,7 @@ def build_dag(config_dir: str | Path):
     with DAG(
         dag_id=f"{cfg.name}_daily",
         description=f"{cfg.name}: sources -> bronze -> silver -> gold -> DuckDB -> forecast",
-        schedule=CronDataIntervalTimetable(cfg.schedule, timezone=tz),
+        schedule=BusinessDayTimetable(cfg.schedule, timezone=tz),
         start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
         catchup=False,  # history is loaded by the start date's full load and by backfills
         end_date=_end(cfg),

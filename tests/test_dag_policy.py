@@ -59,8 +59,9 @@ def test_every_dag_follows_policy(dagbag):
         assert dag.tags, dag.dag_id
         assert dag.doc_md and dag.owner == "data-platform", dag.dag_id
         assert dag.on_failure_callback is not None, dag.dag_id
-        # daily DAGs need a real data interval; the training DAG is weekly or asset-triggered
-        expected = "AssetOrTimeSchedule" if dag.dag_id.endswith("_train") else "CronDataIntervalTimetable"
+        # daily DAGs need a real data interval (the business-day timetable, a CronDataIntervalTimetable
+        # whose backfill bounds are the domain's dates); the training DAG is weekly or asset-triggered
+        expected = "AssetOrTimeSchedule" if dag.dag_id.endswith("_train") else "BusinessDayTimetable"
         assert type(dag.timetable).__name__ == expected, dag.dag_id
         for task in dag.tasks:
             assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id} has no failure alert"

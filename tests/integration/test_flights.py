@@ -185,6 +185,28 @@ def test_airflow_dags_test_runs_the_paris_date_across_dst(tmp_path, monkeypatch)
     assert set(gold["flight_date"]) == {day}  # the next day's file, 22:30 UTC on the 31st, waits
 
 
+@pytest.mark.airflow
+def test_airflow_backfill_create_takes_the_typed_new_york_dates(tmp_path, monkeypatch):
+    """``airflow backfill create --from-date 2013-03-09 --to-date 2013-03-11`` (bare dates, read
+    by Airflow as midnight UTC) plans exactly New York's 9, 10 and 11 March, across the spring
+    forward: Airflow's own timetable would drop the 11th (it starts at 04:00 UTC). Through the
+    real CLI, the DAG as the dag-processor serialized it, and the lakehouse plugin."""
+    import re
+
+    from lakehouse.airflow_env import airflow, airflow_env
+    from lakehouse.dag_factory import business_date_of
+
+    _home(tmp_path, monkeypatch)
+    env = airflow_env(tmp_path, AIRFLOW_HOME=str(tmp_path / ".airflow"), LAKEHOUSE_HOME=str(tmp_path))
+    airflow("db", "migrate", env=env)
+    airflow("dags", "reserialize", env=env)
+    out = airflow("backfill", "create", "--dag-id", "flights_daily", "--from-date", "2013-03-09",
+                  "--to-date", "2013-03-11", "--dry-run", env=env).stdout
+    planned = [datetime.fromisoformat(m) for m in re.findall(r"^\| (\d{4}-\d\d-\d\d [\d:]+[+-]\d\d:\d\d) ", out, re.M)]
+    assert [business_date_of(p, "America/New_York") for p in planned] == [
+        date(2013, 3, 9), date(2013, 3, 10), date(2013, 3, 11)], out
+
+
 def test_every_gold_column_is_documented(flights):
     from tests.integration.test_airflow_dag import assert_documented
 

@@ -46,6 +46,7 @@ def test_the_daily_timetable_gives_each_business_day_once_across_dst(zone, first
 
     from lakehouse.dag_factory import business_date_of
 
+
     tz = ZoneInfo(zone)
     timetable = CronDataIntervalTimetable("0 0 * * *", timezone=zone)
     start = datetime.combine(first, datetime.min.time(), tz)
@@ -71,3 +72,48 @@ def test_a_date_typed_on_the_airflow_cli_is_the_business_date_in_any_zone(zone, 
 
     logical = ARG_LOGICAL_DATE.kwargs["type"](typed)
     assert business_date_of(logical, zone) == date.fromisoformat(typed)
+
+
+@pytest.mark.parametrize(("zone", "typed"), [
+    ("America/New_York", ("2013-03-09", "2013-03-11")),  # west, across spring forward
+    ("Europe/Paris", ("2013-03-30", "2013-04-01")),  # east, across spring forward
+    ("Europe/Paris", ("2026-10-24", "2026-10-26")),  # east, across fall back
+    ("America/Los_Angeles", ("2026-10-31", "2026-11-02")),
+    ("Asia/Tokyo", ("2026-03-28", "2026-03-30")), ("UTC", ("2026-03-28", "2026-03-30")),
+])
+def test_a_backfill_window_typed_as_dates_runs_exactly_those_business_dates(zone, typed):
+    """``airflow backfill create --from-date A --to-date B`` parses bare dates as midnight UTC;
+    Airflow's own timetable then drops New York's last day and Paris' first (a window shifted
+    by the offset). Ours reads such bounds in the domain's zone: every typed date, none more.
+    Both the bounds and the window go through Airflow's own parser and serialization."""
+    from datetime import timedelta
+
+    from airflow.cli.cli_config import ARG_BACKFILL_FROM_DATE, ARG_BACKFILL_TO_DATE
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from lakehouse.dag_factory import business_date_of
+    from lakehouse.timetable import BusinessDayTimetable
+
+    def dates(timetable, first: str, last: str) -> list[date]:
+        restriction = TimeRestriction(ARG_BACKFILL_FROM_DATE.kwargs["type"](first),
+                                      ARG_BACKFILL_TO_DATE.kwargs["type"](last), catchup=True)
+        info, out = None, []
+        while info := timetable.next_dagrun_info_v2(last_dagrun_info=info, restriction=restriction):
+            out.append(business_date_of(info.logical_date, zone))
+        return out
+
+    ours = decode_timetable(encode_timetable(BusinessDayTimetable("0 0 * * *", timezone=zone)))
+    assert type(ours) is BusinessDayTimetable  # found through the lakehouse plugin, as the scheduler finds it
+    first, last = map(date.fromisoformat, typed)
+    assert dates(ours, *typed) == [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    airflows = dates(CronDataIntervalTimetable("0 0 * * *", timezone=zone), *typed)
+    assert (airflows == dates(ours, *typed)) == (zone in ("UTC",))  # the bug this class exists for
+    # bounds typed with their offset, and the DAG's local-midnight start date, keep their meaning
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    offsets = [datetime.combine(d, datetime.min.time(), tz).isoformat() for d in (first, last)]
+    assert dates(ours, *offsets) == dates(ours, *typed)
