@@ -36,6 +36,8 @@ def _config_dir(domain: str, given: Path | None) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     parser.add_argument("--domain", default="retail")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (default: one line saying what failed)")
     parser.add_argument("--config-dir", type=Path, default=None,
                         help="the domain's configuration folder (default: $LAKEHOUSE_CONFIG_DIR, else "
                              "the --domain folder on $LAKEHOUSE_DOMAIN_PATH, else configs/<domain>)")
@@ -87,7 +89,30 @@ def main(argv: list[str] | None = None) -> None:
                      help="query the lake as it was: a UTC timestamp (2026-11-03T12:00:00Z) for every "
                           "Delta table, or layer.table@VERSION for one (repeatable; see lakehouse history)")
     args = parser.parse_args(argv)
+    try:
+        _dispatch(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if args.debug:
+            raise
+        raise SystemExit(error_line(exc)) from None
 
+
+def error_line(exc: BaseException) -> str:
+    """What ``lakehouse`` prints for an error instead of a traceback: the error's type and its
+    message (whole when it is a configuration error, which lists every mistake with its file
+    and line; else the first line), and how to see the traceback."""
+    from lakehouse.config import ConfigError
+
+    text = str(exc).strip()
+    if isinstance(exc, ConfigError):
+        return f"lakehouse: {text}"
+    first = text.splitlines()[0] if text else ""
+    return f"lakehouse: {type(exc).__name__}: {first} (--debug shows the traceback)"
+
+
+def _dispatch(args: argparse.Namespace) -> None:
     from lakehouse import tasks
     from lakehouse.config import load_domain
 

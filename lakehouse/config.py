@@ -412,7 +412,7 @@ class DomainConfig(Model):
     """Everything the framework needs to run one domain."""
 
     name: Ident
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", description="the zone of business dates: a day is midnight to midnight there")
     start_date: date
     end_date: date | None = Field(None, description="last business date to schedule (tests, migrations)")
     schedule: str = "0 0 * * *"
@@ -427,6 +427,8 @@ class DomainConfig(Model):
     freshness: list[Freshness] = Field(
         [], description="tables checked after each run; a stale one alerts (non-blocking)")
     quality: QualityConfig = QualityConfig()
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _time_zone(v)))
 
     def source(self, name: str) -> DatabaseSource | RestSource | FileSource:
         return next(s for s in self.sources if s.name == name)
@@ -526,13 +528,33 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
 @functools.lru_cache(maxsize=256)
 def _parse_yaml(path: str, _mtime_ns: int, _size: int) -> tuple[Any, yaml.Node | None]:
     text = Path(path).read_text()
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
-        return yaml.load(text, Loader=loader), yaml.compose(text, Loader=loader)
+        node = yaml.compose(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+    try:
+        return yaml.load(text, Loader=loader), node
+    except (yaml.YAMLError, ValueError) as exc:  # a value YAML types but cannot build: 2026-10-32
+        bad = _unbuildable_scalar(node)
+        where = f":{bad.start_mark.line + 1}" if bad is not None else ""
+        value = f" {bad.value!r}" if bad is not None else ""
+        raise ConfigError(f"{path}{where}: the value{value} is not valid YAML ({exc})") from exc
+
+
+def _unbuildable_scalar(node: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The first scalar whose YAML type (a date, say) cannot be built from its text."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.constructor.SafeConstructor().construct_object(node)
+        except (yaml.YAMLError, ValueError):
+            return node
+        return None
+    children = (node.value if isinstance(node, yaml.SequenceNode)
+                else [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+    return next((bad for child in children if (bad := _unbuildable_scalar(child)) is not None), None)
 
 
 def load_domain(config_dir: str | Path) -> DomainConfig:

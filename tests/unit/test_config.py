@@ -59,3 +59,36 @@ def test_a_value_cut_by_an_unquoted_comma_gets_a_hint(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_domain(tmp_path / "retail")
     assert "unquoted" not in str(err.value)
+
+
+def test_an_impossible_date_names_file_line_and_value(tmp_path):
+    shutil.copytree(CONFIG_DIR / "retail", tmp_path / "retail")
+    path = tmp_path / "retail" / "domain.yaml"
+    lines = path.read_text().splitlines()
+    line = next(i for i, t in enumerate(lines, 1) if t.startswith("start_date:"))
+    lines[line - 1] = "start_date: 2026-10-32"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=rf"domain.yaml:{line}: the value '2026-10-32' is not valid YAML "
+                                          r"\(day is out of range for month\)"):
+        load_domain(tmp_path / "retail")
+
+
+def test_the_cli_prints_one_line_for_an_error_and_the_traceback_with_debug(tmp_path, capsys):
+    from lakehouse import cli
+
+    shutil.copytree(CONFIG_DIR / "retail", tmp_path / "retail")
+    path = tmp_path / "retail" / "domain.yaml"
+    path.write_text(path.read_text().replace("timezone: UTC", "timezone: Mars/Olympus"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--config-dir", str(tmp_path / "retail"), "status"])
+    message = str(exited.value.code)
+    assert message.startswith("lakehouse: invalid configuration:") and "domain.yaml:" in message
+    assert "Traceback" not in message and "Mars/Olympus" in message
+    # an unexpected error is one line too, with its type; --debug raises it whole
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--config-dir", str(tmp_path / "missing"), "status"])
+    assert "\n" not in str(exited.value.code)
+    with pytest.raises(SystemExit, match="no domain.yaml"):
+        cli.main(["--debug", "--config-dir", str(tmp_path / "missing"), "status"])
+    assert cli.error_line(RuntimeError("boom\nsecond line")) == (
+        "lakehouse: RuntimeError: boom (--debug shows the traceback)")
