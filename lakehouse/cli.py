@@ -82,9 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("optimize", help="compact the small files of every Delta table (a new version each)")
     doc = sub.add_parser("docs", help="write the data dictionary (Markdown) from the catalog's comments")
     doc.add_argument("--out", type=Path, default=None, help="default: docs/data_dictionary/<domain>.md")
-    sql = sub.add_parser("sql", help="run one query on the catalog: read-only, sandboxed to the lake")
-    sql.add_argument("query")
-    sql.add_argument("--max-rows", type=int, default=50)
+    sql = sub.add_parser("sql", help="query the catalog, read-only and sandboxed to the lake: statements as an "
+                                     "argument, a script on stdin, or a prompt (no argument at a terminal)")
+    sql.add_argument("query", nargs="?", default=None,
+                     help="statements separated by ';' (default: read stdin, or a prompt at a terminal)")
+    sql.add_argument("--max-rows", type=int, default=50, help="rows printed per result (0: all)")
+    sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    sql.add_argument("-i", "--interactive", action="store_true", help="a prompt even when stdin is not a terminal")
     sql.add_argument("--as-of", action="append", default=[], metavar="WHEN",
                      help="query the lake as it was: a UTC timestamp (2026-11-03T12:00:00Z) for every "
                           "Delta table, or layer.table@VERSION for one (repeatable; see lakehouse history)")
@@ -212,36 +216,35 @@ def _catalog_command(cfg, args: argparse.Namespace) -> None:
 
 
 def _sql_command(cfg, args: argparse.Namespace) -> None:
-    """One query, printed whole up to ``--max-rows``; an SQL error is one line on stderr."""
+    """Statements from the argument, stdin or a prompt (``lakehouse.sql_shell``); each result is
+    printed whole up to ``--max-rows``, each SQL mistake is one line on stderr, and the exit
+    status is non-zero when any statement failed."""
     import contextlib
     import sys
 
-    import duckdb
-    import polars as pl
-
-    from lakehouse import timetravel
+    from lakehouse import sql_shell, timetravel
     from lakehouse.catalog import connect_read_only
 
     as_of = _or_exit(lambda: timetravel.parse(args.as_of)) if args.as_of else None
     if not Path(cfg.catalog_path).exists():
         raise SystemExit(f"lakehouse sql: no catalog at {cfg.catalog_path} yet: a daily run builds it "
                          f"(lakehouse run --date D, or make demo)")
+    prompt = args.query is None and (args.interactive or sys.stdin.isatty())
 
-    def query() -> pl.DataFrame:
+    def session() -> int:
         opened = timetravel.connect(cfg, as_of) if as_of else contextlib.closing(connect_read_only(cfg))
         with opened as con:
-            try:
-                return pl.from_arrow(con.sql(args.query).to_arrow_table())
-            except duckdb.Error as exc:
-                raise SystemExit(f"lakehouse sql: {str(exc).splitlines()[0]}") from None
+            if as_of is not None and (current := timetravel.unversioned(cfg)):
+                print(f"as of {', '.join(args.as_of)}: Delta tables at that version; not versioned, served "
+                      f"as now: {', '.join(current)}", file=sys.stderr)
+            if prompt:
+                return sql_shell.repl(con, fmt=args.format, max_rows=args.max_rows)
+            text = args.query if args.query is not None else sys.stdin.read()
+            return sql_shell.run(con, text, fmt=args.format, max_rows=args.max_rows)
 
-    frame = _or_exit(query)
-    if as_of is not None and (current := timetravel.unversioned(cfg)):
-        print(f"as of {', '.join(args.as_of)}: Delta tables at that version; not versioned, served as now: "
-              f"{', '.join(current)}", file=sys.stderr)
-    with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=10_000, tbl_width_chars=10_000,
-                   fmt_float="full"):
-        print(frame.head(args.max_rows))
+    failed = _or_exit(session)
+    if failed and not prompt:
+        raise SystemExit(1)
 
 
 def _run_command(cfg, args: argparse.Namespace) -> None:
