@@ -126,13 +126,96 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
                     marks[entity] = str(latest)
         for f in new_files:
             registry[f["name"]] = {"sha256": f["sha256"], "ingest_date": f["ingest_date"]}
+        set_aside = _keep_set_aside(cfg, source.name, getattr(extractor, "set_aside", []), registry)
         until = max(filter(None, [until, window.end.isoformat()]))
         storage.write_json(_watermark_path(cfg, source.name),
                            {"extracted_until": until, "max_updated_at": marks})
         storage.write_json(_registry_path(cfg, source.name), registry)
     counts["window_start"] = str(window.start)
     counts["window_end"] = str(window.end)
+    later = getattr(extractor, "left_for_later", [])
+    if later:
+        log.info("%s: %d file(s) arrived after the window's end (%s UTC), left for a later day: %s", source.name,
+                 len(later), window.end, ", ".join(f"{f['name']} ({f['arrived_utc']})" for f in later))
+        counts["left_for_later"] = [f"{f['name']} (arrived {f['arrived_utc']} UTC)" for f in later]
+    if isinstance(source, FileSource):
+        _alert_set_aside(cfg, source.name, run_date, set_aside)
+    if set_aside:
+        counts["set_aside"] = [f"{f['name']}: {f['reason']}" for f in set_aside]
     return counts
+
+
+def set_aside_index(cfg: DomainConfig, source: str):
+    """Where a file source's set-aside files are listed: ``{ingest_date/name: entry}``."""
+    return storage.state_path(cfg.lake, "set_aside", f"{source}.json")
+
+
+def _keep_set_aside(cfg: DomainConfig, source: str, files: list[dict], registry: dict) -> list[dict]:
+    """Copy each unreadable file into the lake (``_set_aside/<source>/<ingest_date>/``) and note
+    it, with its reason, in the registry (a later day skips the same content; a corrected
+    re-drop is new content and is taken) and in the source's set-aside index."""
+    if not files:
+        return []
+    import shutil
+    from pathlib import Path
+
+    index = storage.read_json(set_aside_index(cfg, source), {})
+    for f in files:
+        kept = storage.lake_path(cfg.lake, "_set_aside", source, f["ingest_date"], f["name"])
+        with storage.scratch_dir(cfg.lake) as scratch:  # put_file moves its file: the landing copy stays
+            copy = shutil.copyfile(f["path"], Path(scratch) / f["name"])
+            storage.put_file(copy, kept)
+        registry[f["name"]] = {"sha256": f["sha256"], "ingest_date": f["ingest_date"], "set_aside": f["reason"]}
+        index[f"{f['ingest_date']}/{f['name']}"] = {**f, "kept_at": str(kept)}
+    storage.write_json(set_aside_index(cfg, source), index)
+    return files
+
+
+def _alert_set_aside(cfg: DomainConfig, source: str, run_date: date, files: list[dict]) -> None:
+    """One incident per source while its files are being set aside; a recovery when a run of
+    the source sets none aside."""
+    from lakehouse import alerts
+
+    key = f"set_aside:{cfg.name}:{source}"
+    if files:
+        listed = "; ".join(f"{f['name']}: {f['reason']}" for f in files[:5])
+        alerts.incident(key, f":file_folder: {len(files)} unreadable file(s) of *{source}* set aside on {run_date}, "
+                             f"the rest of the day went on: {listed}. Kept in the lake under _set_aside/{source}/; "
+                             f"`lakehouse quarantine files` lists them. Re-drop a corrected file (it is taken as "
+                             f"new content), or `lakehouse quarantine retry-file --source {source} --file NAME`.",
+                        when=run_date.isoformat())
+    elif key in alerts.open_incidents():
+        alerts.settle(key, run_date.isoformat(), f":white_check_mark: *{source}* read every file on {run_date}.")
+
+
+def set_aside_files(cfg: DomainConfig) -> list[dict]:
+    """Every file set aside by a file source, oldest first, with its state now: ``set aside``
+    (a later run skips this content), ``taken again`` (a corrected re-drop, or a retry, was
+    processed since) or ``waiting for a retry`` (forgotten by ``retry_file``, not yet run)."""
+    out = []
+    for source in (s for s in cfg.sources if isinstance(s, FileSource)):
+        registry = storage.read_json(_registry_path(cfg, source.name), {})
+        for _, entry in sorted(storage.read_json(set_aside_index(cfg, source.name), {}).items()):
+            now = registry.get(entry["name"])
+            state = ("waiting for a retry" if now is None else
+                     "set aside" if now.get("set_aside") and now["sha256"] == entry["sha256"] else "taken again")
+            out.append({"source": source.name, "ingest_date": entry["ingest_date"], "file": entry["name"],
+                        "state": state, "reason": entry["reason"], "kept_at": entry["kept_at"]})
+    return out
+
+
+def retry_file(cfg: DomainConfig, source: str, name: str) -> dict:
+    """Forget that ``name`` was set aside, so the next run of ``source`` takes it again (after
+    the reader or the file was fixed in place); returns the forgotten entry."""
+    with storage.locked(cfg.lake, f"ingest__{source}"):
+        registry = storage.read_json(_registry_path(cfg, source), {})
+        entry = registry.get(name)
+        if entry is None or "set_aside" not in entry:
+            raise ValueError(f"{name} is not a set-aside file of {source} "
+                             f"(`lakehouse quarantine files` lists them)")
+        del registry[name]
+        storage.write_json(_registry_path(cfg, source), registry)
+    return {"source": source, "file": name, **entry}
 
 
 COALESCE_ROWS = 250_000

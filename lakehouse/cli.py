@@ -71,10 +71,15 @@ def main(argv: list[str] | None = None) -> None:
                      help="business date freshness is measured against (default: yesterday)")
     al = sub.add_parser("alerts", help="open alert incidents and their digests; --resolve KEY closes one")
     al.add_argument("--resolve", metavar="KEY", help="close an incident (silences it until it fails again)")
-    qua = sub.add_parser("quarantine", help="replay quarantined rows against the current contract")
-    qua.add_argument("action", choices=["replay"])
-    qua.add_argument("--entity", required=True)
-    qua.add_argument("--since", type=date.fromisoformat, required=True, help="first ingest date replayed")
+    qua = sub.add_parser("quarantine", help="replay quarantined rows against the current contract; list and "
+                                            "retry set-aside (unreadable) files")
+    qua.add_argument("action", choices=["replay", "files", "retry-file"],
+                     help="replay: rows of --entity since --since; files: the set-aside files and their "
+                          "state; retry-file: the next run of --source takes --file again")
+    qua.add_argument("--entity", help="replay: the entity")
+    qua.add_argument("--since", type=date.fromisoformat, help="replay: first ingest date replayed")
+    qua.add_argument("--source", help="retry-file: the file source")
+    qua.add_argument("--file", help="retry-file: the file's name")
     ret = sub.add_parser("retention", help="expire bronze and quarantine partitions past retention, vacuum")
     ret.add_argument("--date", type=date.fromisoformat, required=True, help="business date to count from")
     vac = sub.add_parser("vacuum", help="delete retired and abandoned files older than the grace period")
@@ -117,7 +122,6 @@ def error_line(exc: BaseException) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    from lakehouse import tasks
     from lakehouse.config import load_domain
 
     config_dir = str(_config_dir(args.domain, args.config_dir))
@@ -168,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> None:
                              f"{cfg.name} catalog` after a run")
         print(write_data_dictionary(cfg, args.out or PROJECT / "docs" / "data_dictionary" / f"{cfg.name}.md"))
     elif args.command == "quarantine":
-        print(json.dumps(tasks.replay(cfg, args.entity, args.since), indent=1, default=str))
+        _quarantine_command(cfg, args)
     elif args.command == "retention":
         from lakehouse.retention import apply_retention
 
@@ -197,7 +201,7 @@ def _or_exit(call):
 
     try:
         return call()
-    except (AsOfError, NoLake) as exc:
+    except (AsOfError, NoLake, ValueError) as exc:
         raise SystemExit(f"lakehouse: {exc}") from None
 
 
@@ -213,6 +217,26 @@ def _catalog_command(cfg, args: argparse.Namespace) -> None:
         raise SystemExit("lakehouse catalog --as-of: give --out FILE (the served catalog stays current)")
     as_of = _or_exit(lambda: timetravel.parse(args.as_of))
     print(_or_exit(lambda: timetravel.build(cfg, as_of, args.out)))
+
+
+def _quarantine_command(cfg, args: argparse.Namespace) -> None:
+    from lakehouse import bronze, tasks
+
+    needed = {"replay": ("entity", "since"), "files": (), "retry-file": ("source", "file")}[args.action]
+    if missing := [f"--{n}" for n in needed if getattr(args, n) is None]:
+        raise SystemExit(f"lakehouse quarantine {args.action}: needs {' and '.join(missing)}")
+    if args.action == "replay":
+        print(json.dumps(tasks.replay(cfg, args.entity, args.since), indent=1, default=str))
+    elif args.action == "files":
+        files = bronze.set_aside_files(cfg)
+        for f in files:
+            print(f"{f['ingest_date']}  {f['source']}  {f['file']}  [{f['state']}]\n    {f['reason']}\n"
+                  f"    kept at {f['kept_at']}")
+        print(f"{len(files)} set-aside file(s)" if files else "no set-aside files")
+    else:
+        entry = _or_exit(lambda: bronze.retry_file(cfg, args.source, args.file))
+        print(f"{args.file} of {args.source} will be taken again by the next run of a date at or after "
+              f"{entry['ingest_date']} (or rerun that date with --force-extract)")
 
 
 def _sql_command(cfg, args: argparse.Namespace) -> None:
@@ -316,6 +340,12 @@ def run_summary_text(domain: str, day: date, outcomes: dict) -> str:
             rejects.append(f"  {task_id.removeprefix('silver_')}: {o.result['quarantined']:,} rows ({rules})")
     lines += ["rejected rows (silver.quarantine), by entity and rule:", *rejects] if rejects else [
         "rejected rows: none"]
+    for task_id, o in outcomes.items():
+        result = o.result if isinstance(o.result, dict) else {}
+        lines += [f"SET ASIDE by {task_id}: {f}" for f in result.get("set_aside", [])]
+        if later := result.get("left_for_later"):
+            lines.append(f"{task_id}: {len(later)} file(s) arrived after the day's window, left for a later "
+                         f"day's run: {', '.join(later[:5])}{' ...' if len(later) > 5 else ''}")
     for task_id, o in outcomes.items():
         if o.state == "failed":
             first = str(o.error or "").strip().splitlines()

@@ -100,6 +100,9 @@ class FileSource(SourceModel):
     landing_dir: str
     patterns: list[str] = ["*.csv", "*.xlsx"]
     lookback_days: int = Field(2, ge=0, le=60)
+    on_unreadable_file: Literal["set_aside", "fail"] = Field(
+        "set_aside", description="set_aside: an unreadable file is kept aside with its reason, alerted once, "
+                                 "and the other files go on; fail: it blocks the source's batch")
 
 
 Source = Annotated[DatabaseSource | RestSource | FileSource, Field(discriminator="kind")]

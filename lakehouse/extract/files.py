@@ -82,6 +82,15 @@ class FileExtractor:
     file is processed exactly once, and one that a missed run never saw is swept up
     by the next. A re-dropped file with new content is a new version and is taken again.
     A rerun of the same ingest date takes the same files again.
+
+    A file that cannot be read (empty, cut off, wrong encoding, a corrupt workbook) is *set
+    aside* under the source's ``on_unreadable_file: set_aside`` (the default): it lands in
+    ``set_aside`` with its reason, none of its rows are extracted, and the other files go on.
+    Under ``fail`` it raises ``FileError`` and the source's batch is not published. A CSV
+    larger than ``BATCH_BYTES`` that breaks after its first batch always raises: its first
+    rows are already on their way to bronze, and a half-read file must not be published.
+    After ``candidates``, ``left_for_later`` names the unprocessed files that arrived after
+    the window's end (a later day's run takes them).
     """
 
     def __init__(self, source: FileSource, registry: dict[str, dict] | None = None,
@@ -90,17 +99,22 @@ class FileExtractor:
         self.name = source.name
         self.registry = registry or {}
         self.ingest_date = ingest_date
+        self.set_aside: list[dict] = []
+        self.left_for_later: list[dict] = []
 
     def candidates(self, window: Window) -> list[tuple[Path, str]]:
         landing = Path(self.source.landing_dir)
         paths = sorted({p for pat in self.source.patterns for p in landing.glob(pat)})
-        chosen = []
+        chosen, self.left_for_later = [], []
         for path in paths:
             arrived = datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
+            seen = self.registry.get(path.name)
             if arrived >= window.end:
+                if seen is None:
+                    self.left_for_later.append({"name": path.name, "arrived_utc": arrived.isoformat(),
+                                                "window_end_utc": window.end.isoformat()})
                 continue
             digest = file_digest(path)
-            seen = self.registry.get(path.name)
             if seen and seen["sha256"] == digest and seen["ingest_date"] != self.ingest_date:
                 continue
             chosen.append((path, digest))
@@ -108,10 +122,18 @@ class FileExtractor:
 
     def extract(self, window: Window) -> Iterator[Extracted]:
         files = self.candidates(window)
+        self.set_aside = []
         for path, digest in files:
             row = 2  # line 1 is the header
             batches = read_raw_batches(path)
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except FileError as exc:
+                if self.source.on_unreadable_file == "fail":
+                    raise
+                self.set_aside.append({"name": path.name, "path": str(path), "sha256": digest,
+                                       "ingest_date": self.ingest_date, "reason": str(exc)})
+                continue
             while batch is not None:
                 following = next(batches, None)
                 frame = batch.with_row_index("_row", offset=row)
@@ -124,5 +146,5 @@ class FileExtractor:
                     [{"name": path.name, "sha256": digest, "ingest_date": self.ingest_date}],
                 )
                 batch = following
-        if not files:
+        if len(self.set_aside) == len(files):  # no file gave rows: an empty batch, so silver still runs
             yield Extracted(self.source.entity, pl.DataFrame(), pl.lit(None, pl.String))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -49,25 +49,93 @@ FILE_FAULTS = {
 }
 
 
+def _rows_of(path: Path) -> int:
+    """A landed file's data rows, read apart from the pipeline's reader."""
+    if path.suffix == ".csv":
+        return len(path.read_text().splitlines()) - 1
+    return pl.read_excel(path, engine="calamine").height
+
+
 @pytest.mark.parametrize("fault", FILE_FAULTS)
-def test_a_broken_file_blocks_the_batch_names_the_file_and_publishes_nothing(day_one, fault):
+def test_a_broken_file_is_set_aside_and_the_rest_of_the_day_goes_on(day_one, fault, monkeypatch, tmp_path):
+    """``on_unreadable_file: set_aside`` (the default): the broken file is kept in the lake with
+    its reason and none of its rows; every other file of the day and every other source reach
+    bronze, silver and gold that same day (counted from the landing folder); on-call hears once;
+    a corrected re-drop is taken by the next run, which sends the recovery."""
+    from tests.fakes.slack import FakeSlack
+
     ext, corrupt, message = FILE_FAULTS[fault]
     path = _landed(day_one, ext)
     original = path.read_bytes()
     _rewrite(path, corrupt(original))
-    state = storage.layer_hashes(day_one.cfg.lake)
-    registry = sorted((day_one.cfg.lake / "_state").rglob("*.json"))
+    landing = Path(day_one.cfg.source("inventory_drop").landing_dir)
+    taken_before = set(storage.scan(day_one.cfg.lake, "bronze", TABLE).select(
+        pl.col("_source_pointer").str.extract(r"^(.*)#row=")).collect().to_series())
+    _, end = bronze.day_bounds_utc(DAY, day_one.cfg.timezone)
+    arrived = {p for p in landing.iterdir() if p.suffix in (".csv", ".xlsx")
+               and p.stat().st_mtime < end.replace(tzinfo=UTC).timestamp()}
+    expected = {p.name: _rows_of(p) for p in arrived if p.name not in taken_before and p != path}
+    assert expected, "the day has other files to go on with"
+
+    monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.webhook_url)
+        outcomes = run_day_direct(day_one.cfg, DAY)  # the whole day succeeds
+        run_day_direct(day_one.cfg, DAY)  # and a rerun of it: one incident, not two messages
+        pages = [t for t in fake.texts() if "set aside" in t]
+        assert len(pages) == 1 and path.name in pages[0] and message in pages[0], fake.texts()
+
+        assert [f.split(":")[0] for f in outcomes["extract_inventory_drop"].result["set_aside"]] == [path.name]
+        day = pl.col("_source_pointer").str.extract(r"^(.*)#row=")
+        bronze_day = storage.scan(day_one.cfg.lake, "bronze", TABLE).filter(
+            pl.col("ingest_date").cast(pl.String) == DAY.isoformat()).group_by(day.alias("file")).len().collect()
+        assert dict(bronze_day.iter_rows()) == expected  # every other file whole, the broken one not at all
+        assert storage.exists(day_one.cfg.lake, "bronze", "erp__order_lines", {"ingest_date": DAY.isoformat()})
+        fct = storage.scan(day_one.cfg.lake, "gold", "fct_inventory_daily").filter(
+            pl.col("count_date").cast(pl.Date) >= DAY - timedelta(days=1)).collect()
+        assert fct.height > 0
+        accounted(day_one.cfg)
+
+        [kept] = bronze.set_aside_files(day_one.cfg)
+        assert (kept["file"], kept["state"], kept["ingest_date"]) == (path.name, "set aside", DAY.isoformat())
+        assert message in kept["reason"] and Path(kept["kept_at"]).read_bytes() == corrupt(original)
+
+        # corrected upstream and dropped again: the next day's run takes it, and on-call hears it recovered
+        _rewrite(path, original)
+        day_one.advance(DAY + timedelta(days=1))
+        run_day_direct(day_one.cfg, DAY + timedelta(days=1))
+        pointers = storage.scan(day_one.cfg.lake, "bronze", TABLE).filter(
+            pl.col("ingest_date").cast(pl.String) == (DAY + timedelta(days=1)).isoformat()).select(
+            day.alias("file")).collect()
+        assert (pointers["file"] == path.name).sum() == _rows_of(path)
+        assert bronze.set_aside_files(day_one.cfg)[0]["state"] == "taken again"
+        assert any("read every file" in t for t in fake.texts())
+    accounted(day_one.cfg)
+
+
+def test_a_broken_file_blocks_the_batch_when_the_source_says_fail(day_one):
+    """``on_unreadable_file: fail``: the source's batch is not published at all, nothing of the
+    lake or its state changes, and the same day runs once the file is fixed."""
+    ext, corrupt, message = FILE_FAULTS["truncated"]
+    cfg = day_one.cfg.model_copy(update={"sources": [
+        s.model_copy(update={"on_unreadable_file": "fail"}) if s.name == "inventory_drop" else s
+        for s in day_one.cfg.sources]})
+    path = _landed(day_one, ext)
+    original = path.read_bytes()
+    _rewrite(path, corrupt(original))
+    state = storage.layer_hashes(cfg.lake)
+    registry = sorted((cfg.lake / "_state").rglob("*.json"))
     with pytest.raises(FileError, match=rf"{path.name}.*{message}|{message}.*{path.name}"):
-        bronze.ingest(day_one.cfg, "inventory_drop", DAY, "test")
-    assert not storage.exists(day_one.cfg.lake, "bronze", TABLE, {"ingest_date": DAY.isoformat()})
-    assert storage.layer_hashes(day_one.cfg.lake) == state
-    assert sorted((day_one.cfg.lake / "_state").rglob("*.json")) == registry
+        bronze.ingest(cfg, "inventory_drop", DAY, "test")
+    assert not storage.exists(cfg.lake, "bronze", TABLE, {"ingest_date": DAY.isoformat()})
+    assert storage.layer_hashes(cfg.lake) == state
+    assert sorted((cfg.lake / "_state").rglob("*.json")) == registry
     # fixed upstream: the same day now runs, and the file is taken (it was never registered)
     _rewrite(path, original)
-    run_day_direct(day_one.cfg, DAY)
-    pointers = storage.scan(day_one.cfg.lake, "bronze", TABLE).select("_source_pointer").collect()
+    run_day_direct(cfg, DAY)
+    pointers = storage.scan(cfg.lake, "bronze", TABLE).select("_source_pointer").collect()
     assert pointers["_source_pointer"].str.starts_with(path.name).any()
-    accounted(day_one.cfg)
+    accounted(cfg)
 
 
 def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one, monkeypatch):
@@ -291,3 +359,34 @@ def test_a_rule_whose_reject_rate_jumps_pages_once_under_the_gate_and_settles(da
         recovered = [t for t in fake.texts() if "positive_quantity" in t][1:]
         assert len(recovered) == 1 and "back to its usual reject rate" in recovered[0], fake.texts()
     engine.dispose()
+
+
+def test_a_file_that_arrives_after_the_window_is_named_and_left_for_the_next_day(day_one):
+    """The run of DAY takes files that arrived before DAY's end; one stamped later is named in
+    the outcome (and the CLI summary), not silently skipped, and the next day's run takes it."""
+    from lakehouse import steps
+    from lakehouse.cli import run_summary_text
+
+    source = _landed(day_one, "csv")
+    late = source.with_name(source.name.replace(".csv", "_late.csv"))
+    late.write_bytes(source.read_bytes())
+    _, end = bronze.day_bounds_utc(DAY, day_one.cfg.timezone)
+    stamp = end.replace(tzinfo=UTC).timestamp() + 600  # ten minutes after the window closed
+    os.utime(late, (stamp, stamp))
+    counts = bronze.ingest(day_one.cfg, "inventory_drop", DAY, "test")
+    arrived = datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None).isoformat()
+    assert counts["left_for_later"] == [f"{late.name} (arrived {arrived} UTC)"]
+    files = storage.scan(day_one.cfg.lake, "bronze", TABLE).filter(
+        pl.col("ingest_date").cast(pl.String) == DAY.isoformat()).select(
+        pl.col("_source_pointer").str.extract(r"^(.*)#row=")).collect().to_series()
+    assert late.name not in set(files)
+    summary = run_summary_text("retail", DAY, {"extract_inventory_drop": steps.Outcome(
+        "extract_inventory_drop", "success", 0.1, result=counts)})
+    assert f"1 file(s) arrived after the day's window, left for a later day's run: {late.name}" in summary
+
+    nxt = bronze.ingest(day_one.cfg, "inventory_drop", DAY + timedelta(days=1), "test")
+    assert "left_for_later" not in nxt
+    taken = storage.scan(day_one.cfg.lake, "bronze", TABLE).filter(
+        pl.col("_source_pointer").str.starts_with(f"{late.name}#")).collect()
+    assert taken.height == len(source.read_text().splitlines()) - 1
+    assert set(taken["ingest_date"].cast(pl.String)) == {(DAY + timedelta(days=1)).isoformat()}
