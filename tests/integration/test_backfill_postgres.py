@@ -1,7 +1,8 @@
 """The production shape: Airflow's components on PostgreSQL metadata, a broken file drop.
 
-A 3-day CLI backfill (``--max-active-runs 3``) meets a corrupt file on day 2: that is a
-permanent error, so its extract fails at once (try 1, no retries), gold is not published
+A 3-day CLI backfill (``--max-active-runs 3``) meets a corrupt file on day 2 of a source that
+says ``on_unreadable_file: fail`` (the default sets the file aside: tests/integration/test_faults.py):
+that is a permanent error, so its extract fails at once (try 1, no retries), gold is not published
 for the failed days, and on-call gets one message for both days. After the file is
 fixed, ``airflow backfill create --reprocess-behavior failed`` reruns only the failed
 days, and one recovery message follows. The UI is checked on the same cluster: no
@@ -195,6 +196,7 @@ def test_backfill_on_postgres_metadata_reprocesses_only_failed_days(tiny, postgr
     box.mkdir()
     with FakeSlack() as slack, Standalone(tiny.home, postgres_url, RETAIL_API_URL=tiny.api_url,
                                           RETAIL_END_DATE=DATES[-1], SLACK_WEBHOOK_URL=slack.webhook_url,
+                                          RETAIL_ON_UNREADABLE_FILE="fail",
                                           RETAIL_TRAIN_SCHEDULE="0 6 29 2 *",
                                           AIRFLOW__CORE__DAGS_FOLDER=str(_dags_with_a_leaky_task(tiny.home)),
                                           SLACK_BOT_TOKEN=token,
