@@ -184,6 +184,15 @@ def settle(key: str, when: str, text: str) -> dict | None:
     return closed
 
 
+def track(key: str, failing: bool, *, when: str, problem: str, recovered: str) -> None:
+    """The one way a data check reports on a date: while ``failing``, an incident (one message,
+    later dates folded into its digest); once fine again, a recovery (``settle``) if one is open."""
+    if failing:
+        incident(key, problem, when=when)
+    elif key in open_incidents():
+        settle(key, when, recovered)
+
+
 def _digest(closed: dict) -> str:
     dates = sorted(closed["dates"])
     return (f" Failed {closed['count']} time(s) since {closed['opened']}"

@@ -20,6 +20,7 @@ import polars as pl
 from lakehouse import storage
 from lakehouse.config import DatabaseSource, DomainConfig, FileSource, RestSource
 from lakehouse.extract import Extracted, Window, build_extractor
+from lakehouse.parsing import Parsing, column_parsing, parse_expr
 
 log = logging.getLogger(__name__)
 LINEAGE = ["_ingested_at", "_run_id", "_source", "_source_pointer", "_record_hash"]
@@ -114,12 +115,15 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
         now = datetime.now(UTC)
         counts: dict[str, int | str] = {}
         new_files: list[dict] = []
+        day_start = day_bounds_utc(run_date, cfg.timezone)[0]
+        new_rows = 0
         # groupby hands out each entity's chunks lazily: one batch in memory at a time
         for entity, chunks in itertools.groupby(extractor.extract(window), key=lambda c: c.entity):
             table = bronze_table(source.name, entity)
             frames = _bronze_frames(chunks, source, run_id, now, new_files)
             counts[table] = storage.publish_batches(frames, cfg.lake, "bronze", table, part)
             top = pl.scan_parquet(storage.data_file(cfg.lake, "bronze", table, part))
+            new_rows += rows_changed_since(top, day_start, _updated_at_parsing(cfg, source, entity))
             if "updated_at" in top.collect_schema().names():
                 latest = top.select(pl.col("updated_at").max()).collect().item()
                 if latest is not None and (entity not in marks or str(latest) > marks[entity]):
@@ -140,9 +144,47 @@ def ingest(cfg: DomainConfig, source_name: str, run_date: date, run_id: str, *,
         counts["left_for_later"] = [f"{f['name']} (arrived {f['arrived_utc']} UTC)" for f in later]
     if isinstance(source, FileSource):
         _alert_set_aside(cfg, source.name, run_date, set_aside)
+    if source.min_new_rows and run_date > cfg.start_date:
+        counts["new_rows"] = new_rows
+        _expect_new_rows(cfg, source, run_date, new_rows)
+        if new_rows < source.min_new_rows:
+            counts["below_expected_rows"] = (f"{new_rows:,} new rows on {run_date}, expected at least "
+                                             f"{source.min_new_rows:,} (min_new_rows)")
     if set_aside:
         counts["set_aside"] = [f"{f['name']}: {f['reason']}" for f in set_aside]
     return counts
+
+
+def rows_changed_since(batch: pl.LazyFrame, since: datetime, parsing: Parsing | None = None) -> int:
+    """Rows of a bronze batch that are new on the business date: those whose ``updated_at``,
+    read as silver reads it (``parsing``: the contract column's format and zone), is at or after
+    ``since`` (naive UTC); every row when the batch has no ``updated_at`` (a file drop: the
+    registry already keeps old files out). A lookback window re-reads earlier days, so the
+    batch's size alone would hide a source that stopped."""
+    schema = batch.collect_schema()
+    if "updated_at" not in schema:
+        return batch.select(pl.len()).collect().item()
+    changed = parse_expr(pl.col("updated_at"), schema["updated_at"], pl.Datetime("us"), parsing or Parsing())
+    return batch.filter(changed >= since).select(pl.len()).collect().item()
+
+
+def _updated_at_parsing(cfg: DomainConfig, source, entity: str) -> Parsing | None:
+    contract = next((c for c in cfg.contracts if c.entity == entity), None)
+    column = next((c for c in contract.columns if c.name == "updated_at"), None) if contract else None
+    return column_parsing(column, source) if column is not None else None
+
+
+def _expect_new_rows(cfg: DomainConfig, source, run_date: date, new_rows: int) -> None:
+    from lakehouse import alerts
+
+    if new_rows < source.min_new_rows:
+        log.warning("%s brought %d new rows on %s, expected at least %d (min_new_rows)", source.name, new_rows,
+                    run_date, source.min_new_rows)
+    alerts.track(f"few_rows:{cfg.name}:{source.name}", new_rows < source.min_new_rows, when=run_date.isoformat(),
+                 problem=f":hourglass: *{source.name}* brought {new_rows:,} new rows on {run_date}, expected at "
+                         f"least {source.min_new_rows:,} (min_new_rows in sources.yaml): did the source stop "
+                         "sending? The run went on with what there was.",
+                 recovered=f":white_check_mark: *{source.name}* brings new rows again ({new_rows:,} on {run_date}).")
 
 
 def set_aside_index(cfg: DomainConfig, source: str):
@@ -176,16 +218,13 @@ def _alert_set_aside(cfg: DomainConfig, source: str, run_date: date, files: list
     the source sets none aside."""
     from lakehouse import alerts
 
-    key = f"set_aside:{cfg.name}:{source}"
-    if files:
-        listed = "; ".join(f"{f['name']}: {f['reason']}" for f in files[:5])
-        alerts.incident(key, f":file_folder: {len(files)} unreadable file(s) of *{source}* set aside on {run_date}, "
-                             f"the rest of the day went on: {listed}. Kept in the lake under _set_aside/{source}/; "
-                             f"`lakehouse quarantine files` lists them. Re-drop a corrected file (it is taken as "
-                             f"new content), or `lakehouse quarantine retry-file --source {source} --file NAME`.",
-                        when=run_date.isoformat())
-    elif key in alerts.open_incidents():
-        alerts.settle(key, run_date.isoformat(), f":white_check_mark: *{source}* read every file on {run_date}.")
+    listed = "; ".join(f"{f['name']}: {f['reason']}" for f in files[:5])
+    alerts.track(f"set_aside:{cfg.name}:{source}", bool(files), when=run_date.isoformat(),
+                 problem=f":file_folder: {len(files)} unreadable file(s) of *{source}* set aside on {run_date}, "
+                         f"the rest of the day went on: {listed}. Kept in the lake under _set_aside/{source}/; "
+                         f"`lakehouse quarantine files` lists them. Re-drop a corrected file (it is taken as "
+                         f"new content), or `lakehouse quarantine retry-file --source {source} --file NAME`.",
+                 recovered=f":white_check_mark: *{source}* read every file on {run_date}.")
 
 
 def set_aside_files(cfg: DomainConfig) -> list[dict]:

@@ -343,6 +343,8 @@ def run_summary_text(domain: str, day: date, outcomes: dict) -> str:
     for task_id, o in outcomes.items():
         result = o.result if isinstance(o.result, dict) else {}
         lines += [f"SET ASIDE by {task_id}: {f}" for f in result.get("set_aside", [])]
+        if short := result.get("below_expected_rows"):
+            lines.append(f"WARNING {task_id}: {short}")
         if later := result.get("left_for_later"):
             lines.append(f"{task_id}: {len(later)} file(s) arrived after the day's window, left for a later "
                          f"day's run: {', '.join(later[:5])}{' ...' if len(later) > 5 else ''}")

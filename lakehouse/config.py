@@ -59,6 +59,10 @@ class SourceModel(Model):
     """What every source kind has: how its text is read, and how a batch that does not match
     its contracts is treated."""
 
+    min_new_rows: int = Field(
+        0, ge=0, description="a daily run whose extract brings fewer new rows than this (rows changed on the "
+                             "business date, or every row of a file drop) warns in the run summary and Slack; "
+                             "0: no expectation")
     schema_drift: Literal["fail", "evolve", "rescue"] = Field(
         "fail", description="added or retyped columns: fail blocks the batch; evolve carries new columns "
                             "into silver; rescue keeps them in a _rescued JSON column (ADR 0011)")

@@ -177,19 +177,20 @@ def alert_reject_jumps(cfg: DomainConfig, dataset: str, run_date: date, jumps: p
 
     jumped = []
     for r in jumps.to_dicts():
+        if r["status"] not in (FLAGGED, PASS):
+            continue  # no baseline: no verdict either way
         rule = r["check"].removesuffix(f":{REJECT_JUMP}")
-        key = f"reject_jump:{cfg.name}:{dataset}:{rule}"
+        base = json.loads(r["detail"])
         if r["status"] == FLAGGED:
-            base = json.loads(r["detail"])
             jumped.append(rule)
-            alerts.incident(key, f":mag: rule *{rule}* ({r['column']}) of {dataset} rejected {r['failing_count']:,} "
-                                 f"of {r['rows_checked']:,} rows on {run_date} ({r['metric']:.2%}), against "
-                                 f"{base['baseline_mean']:.2%} on average over {base['baseline_days']} earlier days; "
-                                 f"e.g. {examples.get(rule, [])[:3]}. The rows are in silver.quarantine; "
-                                 "not blocking.", when=run_date.isoformat())
-        elif r["status"] == PASS and key in alerts.open_incidents():
-            alerts.settle(key, run_date.isoformat(), f":white_check_mark: rule *{rule}* of {dataset} is back "
-                                                     f"to its usual reject rate on {run_date} ({r['metric']:.2%}).")
+        alerts.track(
+            f"reject_jump:{cfg.name}:{dataset}:{rule}", r["status"] == FLAGGED, when=run_date.isoformat(),
+            problem=f":mag: rule *{rule}* ({r['column']}) of {dataset} rejected {r['failing_count']:,} of "
+                    f"{r['rows_checked']:,} rows on {run_date} ({r['metric']:.2%}), against "
+                    f"{base['baseline_mean']:.2%} on average over {base['baseline_days']} earlier days; "
+                    f"e.g. {examples.get(rule, [])[:3]}. The rows are in silver.quarantine; not blocking.",
+            recovered=f":white_check_mark: rule *{rule}* of {dataset} is back to its usual reject rate on "
+                      f"{run_date} ({r['metric']:.2%}).")
     return jumped
 
 
@@ -336,18 +337,16 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
             frames.append(results)
             hits = results.filter(pl.col("status") == FLAGGED, ~pl.col("check").str.ends_with(":consensus"))
             agreed = results.filter(pl.col("check") == f"{metric.name}:consensus", pl.col("status") == FLAGGED)
-            key = f"anomaly:{cfg.name}:{metric.name}"
             if agreed.height:
                 flagged[metric.name] = int(agreed["failing_count"].item())
-                what = "; ".join(f"{r['check'].split(':')[1]} {r['failing_count']} group(s), worst "
-                                 f"{r['metric']:.2f} > {r['threshold']:g}" for r in hits.to_dicts())
-                alerts.incident(key, f":mag: *{metric.name}* looks unusual on {run_date} (gold.{table}, "
-                                     f"against the same weekday of {qc.baseline_weeks} weeks): {what}; "
-                                     f"groups: {agreed['detail'].item()}. Not blocking; see gold.quality_checks.",
-                                when=run_date.isoformat())
-            elif key in alerts.open_incidents():
-                alerts.settle(key, run_date.isoformat(),
-                              f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")
+            what = "; ".join(f"{r['check'].split(':')[1]} {r['failing_count']} group(s), worst "
+                             f"{r['metric']:.2f} > {r['threshold']:g}" for r in hits.to_dicts())
+            alerts.track(f"anomaly:{cfg.name}:{metric.name}", agreed.height > 0, when=run_date.isoformat(),
+                         problem=f":mag: *{metric.name}* looks unusual on {run_date} (gold.{table}, against the "
+                                 f"same weekday of {qc.baseline_weeks} weeks): {what}; groups: "
+                                 f"{agreed['detail'].item() if agreed.height else ''}. Not blocking; see "
+                                 "gold.quality_checks.",
+                         recovered=f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")
         record(cfg, f"gold.{table}", run_date, pl.concat(frames), run_id)
     log.info("tier-3 checks for %s: %d metric(s), flagged: %s, kept from an earlier run: %s",
              run_date, len(qc.metrics), flagged or "none", kept or "none")

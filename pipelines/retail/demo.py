@@ -86,7 +86,7 @@ def summary(home: Path) -> str:
               "stockout risk (gold.rpt_stockout_risk): " + ", ".join(f"{r}={n}" for r, n in risk),
               f"peak memory of one pipeline process: {peak:,.0f} MiB",
               f"DuckDB catalog: {cfg.catalog_path}",
-              f"  duckdb -readonly {cfg.catalog_path} \"SELECT category, sum(revenue) FROM "
+              "  .venv/bin/lakehouse sql \"SELECT category, sum(revenue) FROM "
               "gold.agg_sales_category_warehouse_daily GROUP BY 1 ORDER BY 2 DESC\"",
               "Airflow UI: make airflow-ui, then http://localhost:8080 (user admin, password in "
               ".airflow/simple_auth_manager_passwords.json.generated)"]

@@ -390,3 +390,38 @@ def test_a_file_that_arrives_after_the_window_is_named_and_left_for_the_next_day
         pl.col("_source_pointer").str.starts_with(f"{late.name}#")).collect()
     assert taken.height == len(source.read_text().splitlines()) - 1
     assert set(taken["ingest_date"].cast(pl.String)) == {(DAY + timedelta(days=1)).isoformat()}
+
+
+def test_a_source_that_brings_too_few_new_rows_warns_once_and_recovers(day_one, monkeypatch, tmp_path):
+    """``min_new_rows``: the run goes on, but the outcome, the CLI summary and Slack say that the
+    source brought fewer rows changed on the business date than expected (counted here from
+    bronze's own ``updated_at``); a rerun does not page again; enough rows settle it."""
+    from lakehouse import steps
+    from lakehouse.cli import run_summary_text
+    from tests.fakes.slack import FakeSlack
+
+    def expecting(n: int):
+        return day_one.cfg.model_copy(update={"sources": [
+            s.model_copy(update={"min_new_rows": n}) if s.name == "erp" else s for s in day_one.cfg.sources]})
+
+    start, _ = bronze.day_bounds_utc(DAY, day_one.cfg.timezone)
+    monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", fake.webhook_url)
+        counts = bronze.ingest(expecting(10**9), "erp", DAY, "test")
+        changed = sum(storage.scan(day_one.cfg.lake, "bronze", f"erp__{e.entity}").filter(
+            pl.col("ingest_date").cast(pl.String) == DAY.isoformat(), pl.col("updated_at") >= start)
+            .select(pl.len()).collect().item() for e in day_one.cfg.source("erp").entities)
+        assert 0 < changed == counts["new_rows"]
+        assert counts["below_expected_rows"] == f"{changed:,} new rows on {DAY}, expected at least 1,000,000,000 " \
+                                                "(min_new_rows)"
+        bronze.ingest(expecting(10**9), "erp", DAY, "test", force=True)  # a rerun: the incident is open
+        pages = [t for t in fake.texts() if "*erp* brought" in t]
+        assert len(pages) == 1 and f"brought {changed:,} new rows on {DAY}" in pages[0]
+        summary = run_summary_text("retail", DAY, {"extract_erp": steps.Outcome(
+            "extract_erp", "success", 0.1, result=counts)})
+        assert f"WARNING extract_erp: {counts['below_expected_rows']}" in summary
+
+        ok = bronze.ingest(expecting(changed), "erp", DAY, "test", force=True)
+        assert "below_expected_rows" not in ok and ok["new_rows"] == changed
+        assert any("*erp* brings new rows again" in t for t in fake.texts())
