@@ -55,8 +55,9 @@ bench: setup
 lint: setup
 	$(PY) -m ruff check .
 
+# the supplier API and airflow standalone on the demo's home, bound to loopback; Ctrl-C stops both
 airflow-ui: setup
-	$(PY) -c "from lakehouse.airflow_env import airflow_env, airflow; airflow('standalone', env=airflow_env(), quiet=False)"
+	$(PY) -m pipelines.retail.demo --ui
 
 # the HTML health dashboard and the terminal status of the demo lake
 report: setup

@@ -26,6 +26,9 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__API__PORT": "8080",
+        # embedded defaults are one machine's: the UI and the task execution API listen on
+        # loopback only (docker-compose and Terraform set their own host)
+        "AIRFLOW__API__HOST": "127.0.0.1",
         # on one small machine (2 cores, SQLite) the API server can take more than the default
         # 5 s to answer a task's heartbeat under load; after 3 misses the task would be killed
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",

@@ -5,142 +5,35 @@ the same parts started one by one with CeleryExecutor and named Celery workers.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import requests
 
 from lakehouse.airflow_env import airflow, airflow_env
+from lakehouse.local_airflow import LocalAirflow, wait_for
 from tests.conftest import free_port
 
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float, every_s: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+__all__ = ["CeleryCluster", "Standalone", "wait_for"]
 
 
-class Standalone:
-    """``airflow standalone`` in a throwaway home; ``metadata_url`` picks the metadata database."""
+class Standalone(LocalAirflow):
+    """``airflow standalone`` in a throwaway home on free ports; ``metadata_url`` picks the
+    metadata database."""
 
     def __init__(self, home: Path, metadata_url: str | None = None, **extra: str) -> None:
-        self.port = free_port()
+        port = free_port()
         self.home = home
-        self.airflow_home = home / ".airflow"
         db = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url} if metadata_url else {}
-        self.env = airflow_env(
-            home, AIRFLOW_HOME=str(self.airflow_home), AIRFLOW__API__PORT=str(self.port),
-            AIRFLOW__API__BASE_URL=f"http://localhost:{self.port}",
-            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://localhost:{self.port}/execution/",
+        env = airflow_env(
+            home, AIRFLOW_HOME=str(home / ".airflow"), AIRFLOW__API__PORT=str(port),
+            AIRFLOW__API__BASE_URL=f"http://localhost:{port}",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://localhost:{port}/execution/",
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
             AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
             **db, **extra)
-        self.url = f"http://localhost:{self.port}"
-        self._token: str | None = None
-
-    def __enter__(self) -> Standalone:
-        airflow("db", "migrate", env=self.env)
-        self._log = open(self.home / "standalone.log", "w")
-        exe = self.env["PATH"].split(os.pathsep)[0] + "/airflow"
-        self.proc = subprocess.Popen([exe, "standalone"], env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._healthy, "the api-server to answer", 180, every_s=2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self._log.close()
-
-    def _healthy(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).ok
-        except requests.RequestException:
-            return False
-
-    # ------------------------------------------------------------------ REST API
-    @property
-    def password(self) -> str:
-        """The admin password the simple auth manager generated on first start."""
-        path = self.airflow_home / "simple_auth_manager_passwords.json.generated"
-        return wait_for(lambda: path.exists() and json.loads(path.read_text()).get("admin"),
-                        "the generated admin password", 60, every_s=1)
-
-    def token(self) -> str:
-        if self._token is None:
-            resp = requests.post(f"{self.url}/auth/token", json={"username": "admin", "password": self.password},
-                                 timeout=10)
-            resp.raise_for_status()
-            self._token = resp.json()["access_token"]
-        return self._token
-
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = requests.request(method, f"{self.url}/api/v2/{path}", timeout=30,
-                                headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)
-        if not resp.ok:
-            raise AssertionError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
-        return resp.json()
-
-    def dag_runs(self, dag_id: str) -> list[dict]:
-        return self.api("GET", f"dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        return self.api("GET", f"dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                        params={"limit": 100})["task_instances"]
-
-    def unpause(self, dag_id: str) -> None:
-        """Once the dag-processor has parsed the DAG, unpause it."""
-        def parsed() -> bool:
-            try:
-                self.api("PATCH", f"dags/{dag_id}", json={"is_paused": False})
-                return True
-            except AssertionError:
-                return False
-
-        wait_for(parsed, f"{dag_id} to be parsed", 180, every_s=3)
-
-    def backfill(self, dag_id: str, from_date: str, to_date: str, *extra: str) -> None:
-        """``airflow backfill create`` (the CLI users run).
-
-        Retried while SQLite's single writer is busy, and while the scheduler has not yet
-        marked an earlier backfill of the DAG complete (one running backfill per DAG).
-        """
-        def created() -> bool:
-            proc = airflow("backfill", "create", "--dag-id", dag_id, "--from-date", from_date,
-                           "--to-date", to_date, *extra, env=self.env, check=False)
-            busy = ("database is locked" in proc.stdout or "AlreadyRunningBackfill" in proc.stdout)
-            if proc.returncode != 0 and not busy:
-                raise AssertionError(f"backfill create failed:\n{proc.stdout[-3000:]}")
-            return proc.returncode == 0
-
-        wait_for(created, "backfill create to get the metadata write lock", 120, every_s=3)
-
-    def wait_runs(self, dag_id: str, logical_dates: list[str], timeout_s: float,
-                  states: tuple[str, ...] = ("success",)) -> list[dict]:
-        """Wait until a run of each date has finished; fail early if one ends outside ``states``."""
-        def done() -> list[dict] | None:
-            runs = {r["logical_date"][:10]: r for r in self.dag_runs(dag_id)
-                    if r["logical_date"] and r["logical_date"][:10] in logical_dates}
-            finished = [r for r in runs.values() if r["state"] in ("success", "failed")]
-            bad = [r for r in finished if r["state"] not in states]
-            if bad:
-                raise AssertionError(f"runs ended {[(r['logical_date'], r['state']) for r in bad]}")
-            return finished if len(finished) == len(logical_dates) else None
-
-        return wait_for(done, f"{len(logical_dates)} {dag_id} runs to finish", timeout_s, every_s=5)
+        super().__init__(env, home / "standalone.log")
 
 
 class CeleryCluster(Standalone):

@@ -17,8 +17,9 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from lakehouse.airflow_env import PROJECT, airflow, airflow_env
+from lakehouse.airflow_env import PROJECT, airflow_env
 from lakehouse.config import load_domain
+from lakehouse.local_airflow import LocalAirflow
 from pipelines.retail.simulator import SimulationParams, materialise
 
 CONFIG_DIR = PROJECT / "configs" / "retail"
@@ -36,22 +37,37 @@ def start_api(home: Path, port: int) -> subprocess.Popen:
     return proc
 
 
+def world_file(home: Path) -> Path:
+    """The last day the simulated sources have been materialised through (``--ui`` reads it)."""
+    return home / "data" / "sources" / "simulated_until.txt"
+
+
 def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[str, str]) -> None:
+    """Each day through Airflow's scheduler, as production runs it: the sources advance to the
+    day, then ``airflow backfill create`` runs it (so the UI shows real durations, every task's
+    log and the runs in business-date order). The initial load's backfill announces new
+    history, which triggers ``retail_train`` once; it is paused again afterwards, so the
+    daily runs that follow score with that champion and trigger no more training."""
     cfg = load_domain(CONFIG_DIR)
-    for day in days:
-        t0 = time.perf_counter()
-        materialise(params, day, erp_url=cfg.source("erp").url,
-                    landing=Path(cfg.source("inventory_drop").landing_dir), api_file=api_file(home))
-        airflow("dags", "test", "retail_daily", day.isoformat(), env=env)
-        print(f"  {day}  retail_daily succeeded through Airflow ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
-        if day == days[0]:
-            # retail_train fires weekly on the morning after the data it trains on; here once,
-            # after the initial load, so the daily runs that follow have a champion to score with
+    with LocalAirflow(env, Path(env["AIRFLOW_HOME"]) / "demo_standalone.log") as af:
+        af.unpause("retail_daily")
+        af.unpause("retail_train")
+        for day in days:
             t0 = time.perf_counter()
-            airflow("dags", "test", "retail_train", (day + timedelta(days=1)).isoformat(), env=env)
-            print(f"  {day}  retail_train succeeded through Airflow ({time.perf_counter() - t0:.0f} s)",
+            materialise(params, day, erp_url=cfg.source("erp").url,
+                        landing=Path(cfg.source("inventory_drop").landing_dir), api_file=api_file(home))
+            world_file(home).write_text(day.isoformat())
+            trained = {r["dag_run_id"] for r in af.dag_runs("retail_train")}
+            af.backfill("retail_daily", day.isoformat(), day.isoformat(), "--reprocess-behavior", "completed")
+            af.wait_runs("retail_daily", [day.isoformat()], 3600)
+            print(f"  {day}  retail_daily succeeded through Airflow's scheduler ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
+            if day == days[0]:
+                t0 = time.perf_counter()
+                run = af.wait_new_run("retail_train", trained, 3600, run_type="asset_triggered")
+                af.set_paused("retail_train", True)
+                print(f"  {day}  retail_train ({run['run_type']}) succeeded through Airflow's scheduler "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 def summary(home: Path) -> str:
@@ -93,6 +109,35 @@ def summary(home: Path) -> str:
     return "\n".join(lines)
 
 
+def ui(home: Path, api_port: int) -> None:
+    """``make airflow-ui``: everything the DAGs need on the demo's Airflow home (the supplier
+    API, ``airflow standalone`` on loopback), with the simulated world's last day as the DAGs'
+    end date, so an unpaused DAG gets no run for a day the sources never saw."""
+    import contextlib
+    import socket
+
+    world = world_file(home)
+    until = world.read_text().strip() if world.exists() else ""
+    env = airflow_env(home, RETAIL_API_URL=f"http://127.0.0.1:{api_port}", RETAIL_END_DATE=until)
+    with contextlib.closing(socket.socket()) as probe:
+        api_running = probe.connect_ex(("127.0.0.1", api_port)) == 0
+    api = None if api_running or not api_file(home).exists() else start_api(home, api_port)
+    print(f"supplier API on http://127.0.0.1:{api_port}" + (" (already running)" if api_running else ""))
+    print(f"Airflow UI on http://localhost:{env['AIRFLOW__API__PORT']} (user admin, password in "
+          f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated); "
+          f"simulated sources through {until or '(none yet: make demo)'}; Airflow's log: "
+          f"{env['AIRFLOW_HOME']}/standalone.log; Ctrl-C stops", flush=True)
+    try:
+        with LocalAirflow(env, Path(env["AIRFLOW_HOME"]) / "standalone.log"):
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if api is not None:
+            api.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=3, help="daily runs after the initial load")
@@ -100,8 +145,13 @@ def main() -> None:
     parser.add_argument("--api-port", type=int, default=8765)
     parser.add_argument("--sources-only", type=date.fromisoformat, metavar="DATE", default=None,
                         help="only make the sources look as they do at the end of DATE (containers' init)")
+    parser.add_argument("--ui", action="store_true",
+                        help="start the supplier API and Airflow (make airflow-ui) on the demo's home, until Ctrl-C")
     args = parser.parse_args()
     cfg = load_domain(CONFIG_DIR)
+    if args.ui:
+        ui(args.home, args.api_port)
+        return
     if args.sources_only:
         print(materialise(SimulationParams(end=args.sources_only), args.sources_only,
                           erp_url=cfg.source("erp").url, api_file=api_file(args.home),
@@ -109,10 +159,13 @@ def main() -> None:
         return
     days = [cfg.start_date + timedelta(days=i) for i in range(args.days + 1)]
     params = SimulationParams(end=days[-1])
-    env = airflow_env(args.home, RETAIL_API_URL=f"http://127.0.0.1:{args.api_port}")
+    # the simulated world ends on the demo's last day: the scheduler creates no run after it
+    # (an unpaused DAG would otherwise get a run for yesterday by the wall clock)
+    env = airflow_env(args.home, RETAIL_API_URL=f"http://127.0.0.1:{args.api_port}",
+                      RETAIL_END_DATE=days[-1].isoformat())
     t0 = time.perf_counter()
-    print(f"Airflow metadata DB: {env['AIRFLOW_HOME']} (SQLite)", flush=True)
-    airflow("db", "migrate", env=env)
+    print(f"Airflow metadata DB: {env['AIRFLOW_HOME']} (SQLite); scheduler log: "
+          f"{env['AIRFLOW_HOME']}/demo_standalone.log", flush=True)
     api = start_api(args.home, args.api_port)
     try:
         print(f"Running retail_daily for {days[0]} (initial load) .. {days[-1]}", flush=True)
