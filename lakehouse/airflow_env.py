@@ -24,7 +24,8 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # INFO: a task's log in the UI holds what the pipeline did (rows, rejects, partitions)
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__API__PORT": "8080",
         # embedded defaults are one machine's: the UI and the task execution API listen on
         # loopback only (docker-compose and Terraform set their own host)
@@ -35,9 +36,36 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "10",
     }
     merged = {**env, **os.environ, **extra}
+    if "AIRFLOW__API_AUTH__JWT_SECRET" not in merged:
+        merged["AIRFLOW__API_AUTH__JWT_SECRET"] = _jwt_secret(Path(merged["AIRFLOW_HOME"]))
     # airflow starts its parts as `airflow ...` subprocesses: this venv's bin must come first
     merged["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     return merged
+
+
+def _jwt_secret(airflow_home: Path) -> str:
+    """The home's signing key for Airflow's API tokens, made once (64 random bytes, as HS512
+    wants: Airflow's own default is 16 and every component warns about it). Every process of a
+    home must share it, so it lives in the home, created exclusively (parallel starts agree)."""
+    import secrets
+
+    path = airflow_home / "jwt_secret"
+    if not path.exists():
+        airflow_home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(64))
+    for _ in range(50):  # a parallel creator may not have written it yet
+        if text := path.read_text().strip():
+            return text
+        import time
+
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} stays empty")
 
 
 def worker_hostname() -> str:

@@ -250,6 +250,7 @@ def build_training_dag(config_dir: str | Path):
         schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.ml.train_schedule, timezone=tz),
                                      assets=gold_history_asset(cfg.name)),
         start_date=datetime.combine(cfg.start_date, datetime.min.time(), ZoneInfo(tz)),
+        end_date=_end(cfg),  # as the daily DAG: no weekly run after the domain's last date
         catchup=False,
         max_active_runs=1,
         default_args={**DEFAULT_ARGS, **task_callbacks(config_dir)},
