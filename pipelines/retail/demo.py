@@ -33,7 +33,9 @@ def start_api(home: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.retail.api_server", "--data-file", str(api_file(home)),
          "--port", str(port)], cwd=PROJECT, stdout=subprocess.PIPE, text=True)
-    proc.stdout.readline()  # "supplier API on ..." once it listens
+    if not proc.stdout.readline():  # "supplier API on ..." once it listens; nothing if it died
+        raise SystemExit(f"the supplier API could not start on 127.0.0.1:{port} (exit {proc.wait()}): is the "
+                         f"port taken, e.g. by a `make airflow-ui` still running? (--api-port picks another)")
     return proc
 
 
@@ -127,6 +129,9 @@ def ui(home: Path, api_port: int) -> None:
           f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated); "
           f"simulated sources through {until or '(none yet: make demo)'}; Airflow's log: "
           f"{env['AIRFLOW_HOME']}/standalone.log; Ctrl-C stops", flush=True)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a kill stops Airflow and the API too
     try:
         with LocalAirflow(env, Path(env["AIRFLOW_HOME"]) / "standalone.log"):
             while True:
