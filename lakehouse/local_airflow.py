@@ -45,6 +45,13 @@ class LocalAirflow:
         self._token: str | None = None
 
     def __enter__(self) -> LocalAirflow:
+        import contextlib
+        import socket
+
+        with contextlib.closing(socket.socket()) as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:  # else we would watch someone else's Airflow
+                raise RuntimeError(f"port {self.port} is taken (another `make airflow-ui`?); stop it or set "
+                                   "AIRFLOW__API__PORT")
         airflow("db", "migrate", env=self.env)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_file, "w")

@@ -145,6 +145,9 @@ def reject_rate_jumps(today: pl.DataFrame, baseline: pl.DataFrame, qc: QualityCo
     for r in scored.to_dicts():
         row = {"check": f"{r['check']}:{REJECT_JUMP}", "column": r["column"], "tier": 3,
                "rows_checked": r["rows_checked"], "metric": r["rate"]}
+        if r["failing_count"] == 0:  # rejected nothing: cannot have jumped, whatever the baseline
+            out.append({**row, "status": PASS, "failing_count": 0, "detail": json.dumps({})})
+            continue
         if r["rows_checked"] < qc.reject_min_rows or r["days"] < qc.min_baseline_days:
             out.append({**row, "status": NO_BASELINE, "failing_count": 0,
                         "detail": json.dumps({"baseline_days": r["days"], "rows": r["rows_checked"]})})
@@ -180,7 +183,7 @@ def alert_reject_jumps(cfg: DomainConfig, dataset: str, run_date: date, jumps: p
         if r["status"] not in (FLAGGED, PASS):
             continue  # no baseline: no verdict either way
         rule = r["check"].removesuffix(f":{REJECT_JUMP}")
-        base = json.loads(r["detail"])
+        base = json.loads(r["detail"]) or {"baseline_mean": 0.0, "baseline_days": 0}
         if r["status"] == FLAGGED:
             jumped.append(rule)
         alerts.track(
@@ -204,8 +207,9 @@ def drift_result(drifted, policy: str) -> pl.DataFrame:
 
 
 def summary(results: pl.DataFrame) -> str:
-    """One line for the task log: the checks that did not pass, with their counts."""
-    bad = results.filter(pl.col("status") != PASS)
+    """One line for the task log: the checks that did not pass, with their counts (a check
+    without a baseline yet has no verdict, so it is not listed)."""
+    bad = results.filter(~pl.col("status").is_in([PASS, NO_BASELINE]))
     return ", ".join(f"{r['check']}[{r['column']}] {r['status']} ({r['failing_count']})"
                      for r in bad.to_dicts()) or "none"
 

@@ -245,7 +245,9 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         failed, rejected = pl.concat(failures), pl.concat(rejects)
         results = quality.batch_results(contract, height, failed, rejected.height, collapsed=copies.height)
         jumps = quality.reject_rate_jumps(results, quality.rule_baseline(cfg, dataset, run_date), cfg.quality)
-        results = pl.concat([results, quality.drift_result(drifted, policy), jumps])
+        # a rule that rejected nothing gets a verdict (it may settle an incident) but no row:
+        # one per rule per batch would double the history for nothing
+        results = pl.concat([results, quality.drift_result(drifted, policy), jumps.filter(pl.col("metric") > 0)])
         # recorded before the gate decides: a blocked batch leaves its history too
         quality.record(cfg, dataset, run_date, results, run_id)
         log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))

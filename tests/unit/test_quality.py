@@ -179,3 +179,9 @@ def test_a_day_with_several_batches_counts_as_one_rate():
     doubled = pl.concat([days, days.with_columns(pl.col("failing_count") + 1000, pl.col("rows_checked") + 1000)])
     r = _jump(doubled, _today(60))  # each day 1000 rejects of 2000 rows: 50%, so 6% is no jump
     assert r["status"] == "pass" and '"baseline_days": 10' in r["detail"]
+
+
+def test_a_rule_that_rejected_nothing_passes_without_a_baseline():
+    """Zero rejects cannot be a jump: a verdict (so an open incident can settle), never no_baseline."""
+    assert _jump(_rule_days([0.0], check="other"), _today(0))["status"] == "pass"  # no history of its own
+    assert _jump(_rule_days([0.05] * 20), _today(0))["status"] == "pass"
