@@ -28,8 +28,10 @@ def latest_date(lake: Path, layer: str, table: str) -> date | None:
 
 
 def default_as_of(cfg: DomainConfig) -> date:
-    """Yesterday in the domain timezone: the newest business date a daily run can have finished."""
-    return datetime.now(ZoneInfo(cfg.timezone)).date() - timedelta(days=1)
+    """Yesterday in the domain timezone: the newest business date a daily run can have finished;
+    the domain's ``end_date`` if it is earlier (no run is scheduled after it)."""
+    yesterday = datetime.now(ZoneInfo(cfg.timezone)).date() - timedelta(days=1)
+    return min(yesterday, cfg.end_date) if cfg.end_date else yesterday
 
 
 @dataclass(frozen=True)

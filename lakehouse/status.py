@@ -92,7 +92,7 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     if not storage.path_exists(cfg.lake):
         raise NoLake(f"no lake at {cfg.lake}: run from the project folder, or set LAKEHOUSE_HOME "
                                 "(or the domain's lake_root) to where the pipeline writes it")
-    as_of = as_of or default_as_of(cfg)
+    chosen, as_of = as_of, as_of or default_as_of(cfg)
     rows = lake_status(cfg)
     out = [f"lake {cfg.lake} ({cfg.name})", "", "last runs:"]
     runs = runlog.run_summary(runlog.read(cfg.lake)).tail(5)
@@ -102,7 +102,12 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         reruns = f" (latest of {r['executions']} executions)" if r["executions"] > 1 else ""
         out.append(f"  {r['dag_id']:<16}{str(r['business_date']):<12}{r['state']:<9}{r['seconds']:>8.1f} s"
                    f"  {r['tasks']} tasks, {r['retries']} retries, {r['failed']} failed{reruns}  ({r['run_id']})")
-    out += ["", f"freshness as of {as_of}:"]
+    newest = max((r["business_date"] for r in runlog.run_summary(runlog.read(cfg.lake)).iter_rows(named=True)
+                  if r["dag_id"] == f"{cfg.name}_daily" and r["business_date"] is not None), default=None)
+    why = "" if chosen else (
+        f" (yesterday by the wall clock; the newest business date run is {newest}: --as-of {newest} measures "
+        "against it)" if newest is not None and newest < as_of else " (yesterday by the wall clock)")
+    out += ["", f"freshness as of {as_of}{why}:"]
     for f in check(cfg, as_of):
         lag = "-" if f.lag_days is None else f"{f.lag_days} d"
         out.append(f"  {'OK   ' if f.fresh else 'STALE'} {f.table:<44} newest {str(f.latest):<12}"

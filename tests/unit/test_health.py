@@ -127,3 +127,20 @@ def test_freshness_after_a_failed_run_reports_but_opens_no_second_incident(cfg, 
         assert slack.texts() == []
         tasks.freshness(steps.RunContext(cfg=cfg, run_date=date(2026, 11, 5), run_id="r2"))
         assert any("fct_order_lines" in t and "missed its freshness window" in t for t in slack.texts())
+
+
+def test_freshness_is_measured_against_yesterday_or_the_domains_end_date():
+    """A domain whose schedule ended (the demo's simulated world: RETAIL_END_DATE) is not stale
+    by the wall clock: no run is scheduled after its end date."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from lakehouse.config import load_domain
+    from lakehouse.freshness import default_as_of
+    from tests.conftest import CONFIG_DIR
+
+    cfg = load_domain(CONFIG_DIR)
+    yesterday = datetime.now(ZoneInfo(cfg.timezone)).date() - timedelta(days=1)
+    assert default_as_of(cfg.model_copy(update={"end_date": None})) == yesterday
+    assert default_as_of(cfg.model_copy(update={"end_date": date(2026, 11, 3)})) == min(yesterday, date(2026, 11, 3))
+    assert default_as_of(cfg.model_copy(update={"end_date": yesterday + timedelta(days=30)})) == yesterday
