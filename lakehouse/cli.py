@@ -296,7 +296,7 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
             "business_date": args.date.isoformat(), "task_id": outcome.task_id, "try_number": 1,
             "state": outcome.state, "start": (end - timedelta(seconds=outcome.seconds)).isoformat(),
             "end": end.isoformat(), "seconds": round(outcome.seconds, 3),
-            "error": str(outcome.error or "")[:300] or None})
+            "error": runlog.error_text(outcome.error)})
 
     import contextlib
 

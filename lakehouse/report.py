@@ -90,6 +90,19 @@ def quality_per_day(cfg: DomainConfig) -> pl.DataFrame:
             .agg(pl.len().alias("checks")).sort("business_date", "outcome").collect())
 
 
+def daily_grid(volumes: pl.DataFrame) -> pl.DataFrame:
+    """Pure: rows per layer on every day of the volumes' span, null on a day without rows, so a
+    line breaks there instead of joining two distant days (and a log axis never meets a 0)."""
+    per_layer = (volumes.group_by("layer", "date").agg(pl.col("rows").sum())
+                 .filter(pl.col("rows") > 0))
+    if per_layer.height == 0:
+        return per_layer
+    days = pl.DataFrame({"date": pl.date_range(per_layer["date"].min(), per_layer["date"].max(), "1d",
+                                               eager=True)})
+    return (days.join(per_layer.select("layer").unique(), how="cross")
+            .join(per_layer, on=["layer", "date"], how="left").sort("layer", "date"))
+
+
 # --------------------------------------------------------------------------- charts
 def _chart(fig, first: list[bool]) -> str:
     include = first[0]
@@ -155,8 +168,9 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         fig = px.bar(runs.with_columns(pl.col("business_date").cast(pl.String)),
                      x="business_date", y="seconds", color="state", facet_row="dag_id",
                      hover_data=["run_id", "tasks", "retries", "failed"],
-                     color_discrete_map={"success": "#2e7d32", "failed": "#c62828"},
-                     title="Run duration per business date (first task start to last task end)")
+                     color_discrete_map={"success": "#2e7d32", "failed": "#c62828"}, log_y=True,
+                     title="Run duration per business date (latest execution; log scale, so a short "
+                           "failed run stays visible beside an initial load)")
         parts.append(_chart(fig, first))
         per_task = (tries.filter(pl.col("state") == "success").group_by("dag_id", "task_id")
                     .agg(pl.col("seconds").median().alias("median_s"), pl.len().alias("tries"))
@@ -183,10 +197,9 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
 
     parts.append("<h2>Rows per layer per day</h2>")
     if volumes.height:
-        per_layer = volumes.group_by("layer", "date").agg(pl.col("rows").sum()).sort("date")
-        recent = per_layer.filter(pl.col("date") >= per_layer["date"].max() - pl.duration(days=WINDOW_DAYS))
-        fig = px.line(recent, x="date", y="rows", color="layer", markers=True,
-                      title="Rows per date partition (bronze/silver: ingest date; gold: business date)", log_y=True)
+        fig = px.line(daily_grid(volumes), x="date", y="rows", color="layer", markers=True, log_y=True,
+                      title="Rows per date partition (bronze/silver: ingest date; gold: business date; "
+                            "a gap is a day without rows)")
         parts.append(_chart(fig, first))
     else:
         parts.append(_empty("the lake holds no dated partitions yet"))
@@ -202,11 +215,12 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
                   .select("entity", pl.col("date").alias("ingest_date"), pl.col("rows").alias("passed")))
         rate = (rejects.group_by("ingest_date", "entity").agg(pl.col("rows").sum().alias("rejected"))
                 .join(staged, on=["ingest_date", "entity"], how="left")
-                .with_columns((pl.col("rejected") / (pl.col("rejected") + pl.col("passed").fill_null(0)))
-                              .alias("reject_rate")).sort("ingest_date"))
-        fig = px.line(rate, x="ingest_date", y="reject_rate", color="entity", markers=True,
+                .with_columns((100 * pl.col("rejected") / (pl.col("rejected") + pl.col("passed").fill_null(0)))
+                              .alias("reject_rate_pct")).sort("ingest_date"))
+        # percent as numbers: plotly picks distinct ticks (a '.1%' format repeated 0.2%, 0.2%, ...)
+        fig = px.line(rate, x="ingest_date", y="reject_rate_pct", color="entity", markers=True,
+                      labels={"reject_rate_pct": "% of the day's rows rejected"},
                       title="Share of each day's rows rejected, per entity")
-        fig.update_yaxes(tickformat=".1%")
         parts.append(_chart(fig, first))
     else:
         parts.append(_empty("no rows quarantined"))

@@ -48,8 +48,22 @@ def record(lake: Path, entry: dict) -> Path:
     return path
 
 
+ERROR_HEAD, ERROR_TAIL = 1500, 500
+
+
+def error_text(error: BaseException | str | None) -> str | None:
+    """An error as the run history keeps it: whole up to 2,000 characters, else its head and its
+    tail (a wrapped error's cause, "Connection refused", is usually at the end)."""
+    text = str(error or "").strip()
+    if not text:
+        return None
+    if len(text) <= ERROR_HEAD + ERROR_TAIL:
+        return text
+    return f"{text[:ERROR_HEAD]} [... {len(text) - ERROR_HEAD - ERROR_TAIL:,} characters ...] {text[-ERROR_TAIL:]}"
+
+
 def _entry(context: dict, state: str, tz: str) -> dict:
-    from zoneinfo import ZoneInfo
+    from lakehouse.dag_factory import business_date_of
 
     ti = context.get("task_instance") or context.get("ti")
     run = context.get("dag_run")
@@ -59,11 +73,12 @@ def _entry(context: dict, state: str, tz: str) -> dict:
     return {
         "dag_id": context["dag"].dag_id, "run_id": context.get("run_id") or getattr(ti, "run_id", "?"),
         "run_type": str(getattr(run, "run_type", "") or ""),
-        "business_date": logical.astimezone(ZoneInfo(tz)).date().isoformat() if logical else None,
+        # the date the run processed: a date typed on the CLI is midnight UTC (dag_factory)
+        "business_date": business_date_of(logical, tz).isoformat() if logical else None,
         "task_id": ti.task_id, "try_number": int(getattr(ti, "try_number", 0) or 0), "state": state,
         "start": start.isoformat() if start else None, "end": end.isoformat(),
         "seconds": round((end - start).total_seconds(), 3) if start else None,
-        "error": str(context.get("exception") or "")[:300] or None,
+        "error": error_text(context.get("exception")),
     }
 
 

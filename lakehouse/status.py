@@ -85,6 +85,26 @@ def checks_summary(cfg: DomainConfig) -> pl.DataFrame:
             .sort("dataset").collect())
 
 
+def unchecked_failure(cfg: DomainConfig, checks: pl.DataFrame) -> str | None:
+    """A line for the newest daily run when it failed before recording any check, so the
+    checks of an earlier date below it are not read as that run's 'all pass'."""
+    from lakehouse import runlog
+
+    tries = runlog.read(cfg.lake).filter(pl.col("dag_id") == f"{cfg.name}_daily")
+    runs = runlog.run_summary(tries).drop_nulls("business_date").sort("business_date")
+    if runs.height == 0:
+        return None
+    last = runs.row(-1, named=True)
+    checked = set(checks["business_date"].cast(pl.String)) if checks.height else set()
+    if last["state"] != "failed" or str(last["business_date"]) in checked:
+        return None
+    final = (tries.filter(pl.col("run_id") == last["run_id"]).sort("end")
+             .group_by("task_id").agg(pl.col("state").last()))
+    failed = sorted(final.filter(pl.col("state") == "failed")["task_id"])
+    return (f"  {last['business_date']}  no checks recorded: the run failed before them "
+            f"(failed: {', '.join(failed)})")
+
+
 def render(cfg: DomainConfig, as_of: date | None = None) -> str:
     """The status report as plain text: last runs, freshness, tables, quarantine."""
     from lakehouse import runlog
@@ -127,6 +147,8 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
                    f"{r['rows_latest_day']:>8,} first rejected on the latest day")
     checks = checks_summary(cfg)
     out += ["", "quality checks on the latest business date (gold.quality_checks):"]
+    if note := unchecked_failure(cfg, checks):
+        out.append(note)
     if checks.height == 0:
         out.append("  none recorded")
     for r in checks.iter_rows(named=True):

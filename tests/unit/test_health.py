@@ -144,3 +144,44 @@ def test_freshness_is_measured_against_yesterday_or_the_domains_end_date():
     assert default_as_of(cfg.model_copy(update={"end_date": None})) == yesterday
     assert default_as_of(cfg.model_copy(update={"end_date": date(2026, 11, 3)})) == min(yesterday, date(2026, 11, 3))
     assert default_as_of(cfg.model_copy(update={"end_date": yesterday + timedelta(days=30)})) == yesterday
+
+
+def test_a_run_that_failed_before_its_checks_is_not_shown_as_all_pass(tmp_path):
+    """status lists the newest date's checks; when the newest run failed before any check, it
+    says so (naming the failed task) instead of letting an earlier date's 'all pass' stand."""
+    from lakehouse import quality, status
+
+    cfg = load_domain(CONFIG_DIR).model_copy(update={"lake_root": str(tmp_path)})
+    for entry in [_try("r1", "extract_erp", 1, "success", 0), _try("r1", "build_gold", 1, "success", 1),
+                  _try("r2", "extract_erp", 1, "failed", 0, "2026-11-01"),
+                  _try("r2", "build_gold", 1, "upstream_failed", 1, "2026-11-01")]:
+        runlog.record(tmp_path, entry)
+    quality.record(cfg, "silver.orders", date(2026, 10, 31), quality._frame([
+        {"check": "not_nullable", "column": "order_id", "tier": 2, "status": "pass", "failing_count": 0,
+         "rows_checked": 10}]), "r1")
+    checks = status.checks_summary(cfg)
+    assert status.unchecked_failure(cfg, checks) == (
+        "  2026-11-01  no checks recorded: the run failed before them (failed: extract_erp)")
+    # once that date has checks of its own, they speak for it
+    quality.record(cfg, "silver.orders", date(2026, 11, 1), quality._frame([
+        {"check": "not_nullable", "column": "order_id", "tier": 2, "status": "pass", "failing_count": 0,
+         "rows_checked": 10}]), "r2")
+    assert status.unchecked_failure(cfg, status.checks_summary(cfg)) is None
+
+
+def test_an_error_is_kept_whole_or_with_its_tail():
+    short = "ConnectionError: refused"
+    assert runlog.error_text(RuntimeError(short)) == short and runlog.error_text(None) is None
+    long = "x" * 5000 + " Connection refused"
+    kept = runlog.error_text(long)
+    assert kept.startswith("x" * 1500) and kept.endswith("Connection refused") and len(kept) < 2100
+    assert "[... 3,019 characters ...]" in kept
+
+
+def test_the_volume_chart_breaks_its_lines_on_days_without_rows():
+    volumes = pl.DataFrame({"layer": ["bronze", "bronze", "gold", "gold"], "table": ["a", "a", "f", "f"],
+                            "date": [date(2026, 11, 1), date(2026, 11, 4), date(2026, 11, 1), date(2026, 11, 2)],
+                            "rows": [10, 5, 0, 7]})
+    grid = report.daily_grid(volumes)
+    assert grid.filter(pl.col("layer") == "bronze")["rows"].to_list() == [10, None, None, 5]
+    assert grid.filter(pl.col("layer") == "gold")["rows"].to_list() == [None, 7, None, None]  # 0: no point
