@@ -36,6 +36,11 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "10",
     }
     merged = {**env, **os.environ, **extra}
+    # tasks reach the api-server where it listens: on the configured port, over IPv4 loopback
+    # (Airflow's default is localhost:8080 whatever the port)
+    api = f"http://127.0.0.1:{merged['AIRFLOW__API__PORT']}"
+    merged.setdefault("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"{api}/execution/")
+    merged.setdefault("AIRFLOW__API__BASE_URL", f"http://localhost:{merged['AIRFLOW__API__PORT']}")
     if "AIRFLOW__API_AUTH__JWT_SECRET" not in merged:
         merged["AIRFLOW__API_AUTH__JWT_SECRET"] = _jwt_secret(Path(merged["AIRFLOW_HOME"]))
     # airflow starts its parts as `airflow ...` subprocesses: this venv's bin must come first

@@ -159,7 +159,10 @@ class LocalAirflow:
             finished = [r for r in runs.values() if r["state"] in ("success", "failed")]
             bad = [r for r in finished if r["state"] not in states]
             if bad:
-                raise AssertionError(f"runs ended {[(r['logical_date'], r['state']) for r in bad]}")
+                failed = {r["logical_date"][:10]: sorted(t["task_id"] for t in self.task_instances(dag_id, r["dag_run_id"])
+                                                         if t["state"] == "failed") for r in bad}
+                raise AssertionError(f"{dag_id} runs ended {[(r['logical_date'], r['state']) for r in bad]}; failed "
+                                     f"tasks: {failed}; task logs under {self.airflow_home / 'logs'}")
             return finished if len(finished) == len(logical_dates) else None
 
         return wait_for(done, f"{len(logical_dates)} {dag_id} runs to finish", timeout_s, every_s=5)

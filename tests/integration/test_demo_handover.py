@@ -1,0 +1,100 @@
+"""The README's operator path, walked as a user would: ``make demo`` (here one daily run after
+the initial load), then ``make airflow-ui``, then the README's backfill of a day the demo
+already ran and a cleared task, with what the UI shows checked over the REST API and in
+headless chromium: run states, true durations, task logs, no run the user did not ask for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+
+from lakehouse.airflow_env import PROJECT, airflow_env
+from lakehouse.local_airflow import LocalAirflow, wait_for
+from tests import browser
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("whole_airflow"),
+              pytest.mark.timeout(1500)]  # ~4 min alone; waits its turn behind the other clusters
+FIRST, DAY = "2026-10-31", "2026-11-01"
+
+
+def _seconds(run: dict) -> float:
+    return (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
+
+
+def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_commands(tmp_path):
+    port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_", "AIRFLOW", "LAKEHOUSE_"))}
+    env |= {"LAKEHOUSE_HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / ".airflow"),
+            "LAKEHOUSE_ALERT_STATE": str(tmp_path / "alerts"), "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+    demo = [sys.executable, "-m", "pipelines.retail.demo", "--home", str(tmp_path), "--api-port", str(api_port)]
+    out = subprocess.run([*demo, "--days", "1"], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"{DAY}  retail_daily succeeded through Airflow's scheduler" in out.stdout
+
+    ui = subprocess.Popen([*demo, "--ui"], env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True)
+    try:
+        af = LocalAirflow(airflow_env(tmp_path, **env), tmp_path / "unused.log")
+        wait_for(af._healthy, "make airflow-ui's api-server", 180, every_s=2)
+        first = {r["logical_date"][:10]: r for r in af.dag_runs("retail_daily")}
+        assert set(first) == {FIRST, DAY} and {r["run_type"] for r in first.values()} == {"backfill"}
+        for run in first.values():  # true durations: seconds, not the ~30 days of `dags test` runs
+            assert run["state"] == "success" and 0 < _seconds(run) < 900, run
+        train = af.dag_runs("retail_train")
+        assert [r["run_type"] for r in train] == ["asset_triggered"]  # no surprise weekly run
+        assert af.api("GET", "dags/retail_train")["is_paused"] and not af.api("GET", "dags/retail_daily")["is_paused"]
+
+        # the README, right after the demo: rerun a day it already ran, then clear one task
+        af.backfill("retail_daily", DAY, DAY, "--max-active-runs", "1", "--reprocess-behavior", "completed")
+        wait_for(lambda: (r := af.dag_runs("retail_daily")) and any(
+            x["logical_date"][:10] == DAY and x["end_date"] and x["end_date"] > first[DAY]["end_date"]
+            and x["state"] == "success" for x in r), "the backfilled day to succeed again", 900)
+        run_id = first[DAY]["dag_run_id"]
+        # what the UI's Clear button on the task instance sends (`airflow tasks clear` has no run
+        # filter, and its date window on SQLite cleared other days' runs too: README)
+        cleared = af.api("POST", "dags/retail_daily/clearTaskInstances", json={
+            "dry_run": False, "dag_run_id": run_id, "task_ids": ["build_gold"], "only_failed": False})
+        assert [t["task_id"] for t in cleared["task_instances"]] == ["build_gold"], cleared
+
+        def gold_rerun() -> dict | None:
+            ti = next(t for t in af.task_instances("retail_daily", run_id) if t["task_id"] == "build_gold")
+            return ti if ti["state"] == "success" and ti["try_number"] >= 3 else None
+
+        ti = wait_for(gold_rerun, "the cleared build_gold to run again", 600)
+        runs = af.dag_runs("retail_daily")
+        assert sorted(r["logical_date"][:10] for r in runs) == [FIRST, DAY]  # nothing unasked for
+        assert all(r["state"] == "success" for r in runs)
+
+        log = af.api("GET", f"dags/retail_daily/dagRuns/{run_id}/taskInstances/silver_order_lines/logs/2",
+                     params={"full_content": True})
+        lines = [str(c.get("event", "")) for c in log["content"]]
+        assert any(re.search(r"\d+ valid, \d+ quarantined", line) for line in lines), lines[:40]
+        gold_log = af.api("GET", f"dags/retail_daily/dagRuns/{run_id}/taskInstances/build_gold/logs/"
+                                 f"{ti['try_number']}", params={"full_content": True})
+        assert len(gold_log["content"]) > 5
+
+        with browser.page() as (tab, errors):
+            tab.goto(f"{af.url}/")
+            tab.wait_for_selector("input[type=password]", timeout=60_000)
+            tab.locator("input:not([type=password])").first.fill("admin")
+            tab.locator("input[type=password]").fill(af.password)
+            tab.keyboard.press("Enter")
+            tab.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+            tab.goto(f"{af.url}/dags/retail_daily/runs/{run_id}/tasks/silver_order_lines")
+            tab.get_by_text(re.compile(r"\d+ valid, \d+ quarantined")).first.wait_for(timeout=90_000)
+            tab.screenshot(path=str(browser.artifacts_dir() / "demo_task_log.png"), full_page=True)
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=60)
+    assert "Airflow UI on http://localhost" in ui.stdout.read()
+    assert not af._healthy()  # SIGTERM stopped Airflow with it
