@@ -44,3 +44,13 @@ def page(width: int = 1400, height: int = 900) -> Iterator[tuple[object, list[st
             yield tab, errors
         finally:
             browser.close()
+
+
+def log_in(tab, url: str, password: str) -> None:
+    """Sign in to Airflow's UI at ``url`` as admin (the simple auth manager's login form)."""
+    tab.goto(f"{url}/")
+    tab.wait_for_selector("input[type=password]", timeout=60_000)
+    tab.locator("input:not([type=password])").first.fill("admin")
+    tab.locator("input[type=password]").fill(password)
+    tab.keyboard.press("Enter")
+    tab.wait_for_url(lambda current: "/auth/" not in current, timeout=60_000)

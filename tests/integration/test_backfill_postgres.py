@@ -55,12 +55,7 @@ def staged_inventory_days(tiny) -> list[str]:
 
 def _ui_grid_screenshot(cluster: Standalone) -> None:
     with browser.page() as (tab, errors):
-        tab.goto(f"{cluster.url}/")
-        tab.wait_for_selector("input[type=password]", timeout=60_000)
-        tab.locator("input:not([type=password])").first.fill("admin")
-        tab.locator("input[type=password]").fill(cluster.password)
-        tab.keyboard.press("Enter")
-        tab.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+        browser.log_in(tab, cluster.url, cluster.password)
         tab.goto(f"{cluster.url}/dags/retail_daily")  # the DAG page opens on its grid
         tab.get_by_text("announce_backfill").first.wait_for(timeout=60_000)
         tab.wait_for_timeout(2000)  # the run bars load after the task list

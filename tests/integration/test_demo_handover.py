@@ -84,12 +84,7 @@ def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_co
         assert len(gold_log["content"]) > 5
 
         with browser.page() as (tab, errors):
-            tab.goto(f"{af.url}/")
-            tab.wait_for_selector("input[type=password]", timeout=60_000)
-            tab.locator("input:not([type=password])").first.fill("admin")
-            tab.locator("input[type=password]").fill(af.password)
-            tab.keyboard.press("Enter")
-            tab.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+            browser.log_in(tab, af.url, af.password)
             tab.goto(f"{af.url}/dags/retail_daily/runs/{run_id}/tasks/silver_order_lines")
             tab.get_by_text(re.compile(r"\d+ valid, \d+ quarantined")).first.wait_for(timeout=90_000)
             tab.screenshot(path=str(browser.artifacts_dir() / "demo_task_log.png"), full_page=True)
