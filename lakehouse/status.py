@@ -47,7 +47,9 @@ def lake_status(cfg: DomainConfig) -> list[TableStatus]:
 
 
 def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
-    """Rejected records per entity and rule, in all and first rejected on the latest ingest date.
+    """Rejected records per entity and rule, in all and first rejected on the latest day a batch
+    was staged (``latest_day``: the newest ``silver.stg_*`` partition, so a day that rejected
+    nothing shows 0, not the last day that rejected something).
 
     A record re-read by a lookback window is rejected again by that batch; it is counted once,
     at its first rejection, as the catalog's ``silver.quarantine`` view shows it
@@ -61,10 +63,12 @@ def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
     key, order = ([c.strip() for c in part.split(",")] for part in DEDUPED["silver.quarantine"])
     day = pl.col("ingest_date").cast(pl.String)
     firsts = lf.with_columns(day.alias("ingest_date")).sort(order).unique(key, keep="first", maintain_order=True)
-    latest = lf.select(day.max()).collect().item()
+    staged = [p["ingest_date"] for c in cfg.contracts
+              for p in storage.partitions(cfg.lake, "silver", f"stg_{c.entity}") if "ingest_date" in p]
+    latest = max(staged, default=None) or lf.select(day.max()).collect().item()
     return (firsts.group_by("entity", "rule").agg(
         pl.len().alias("rows_total"), (pl.col("ingest_date") == latest).sum().alias("rows_latest_day"))
-        .sort("entity", "rule").collect())
+        .with_columns(pl.lit(latest).alias("latest_day")).sort("entity", "rule").collect())
 
 
 def checks_summary(cfg: DomainConfig) -> pl.DataFrame:
@@ -144,7 +148,7 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         out.append("  none")
     for r in quality.iter_rows(named=True):
         out.append(f"  {r['entity']:<24}{r['rule']:<28}{r['rows_total']:>8,} total"
-                   f"{r['rows_latest_day']:>8,} first rejected on the latest day")
+                   f"{r['rows_latest_day']:>8,} first rejected on {r['latest_day']} (the latest batch)")
     checks = checks_summary(cfg)
     out += ["", "quality checks on the latest business date (gold.quality_checks):"]
     if note := unchecked_failure(cfg, checks):
