@@ -425,3 +425,28 @@ def test_a_source_that_brings_too_few_new_rows_warns_once_and_recovers(day_one, 
         ok = bronze.ingest(expecting(changed), "erp", DAY, "test", force=True)
         assert "below_expected_rows" not in ok and ok["new_rows"] == changed
         assert any("*erp* brings new rows again" in t for t in fake.texts())
+
+
+def test_a_set_aside_file_fixed_in_place_is_taken_after_a_retry(day_one):
+    """``lakehouse quarantine retry-file``: the same name, fixed in place (same arrival), is
+    skipped by later runs until retried; after the retry the next run takes it whole."""
+    path = _landed(day_one, "csv")
+    original = path.read_bytes()
+    _rewrite(path, b"")
+    assert bronze.ingest(day_one.cfg, "inventory_drop", DAY, "test")["set_aside"][0].startswith(path.name)
+    nxt = DAY + timedelta(days=1)  # the same bytes the next day: skipped, not set aside again
+    bronze.ingest(day_one.cfg, "inventory_drop", nxt, "test")
+    assert [f["state"] for f in bronze.set_aside_files(day_one.cfg)] == ["set aside"]  # skipped, not re-alerted
+
+    with pytest.raises(ValueError, match="is not a set-aside file of inventory_drop"):
+        bronze.retry_file(day_one.cfg, "inventory_drop", "no_such.csv")
+    entry = bronze.retry_file(day_one.cfg, "inventory_drop", path.name)
+    assert entry["set_aside"] and entry["ingest_date"] == DAY.isoformat()
+    assert [f["state"] for f in bronze.set_aside_files(day_one.cfg)] == ["waiting for a retry"]
+    _rewrite(path, original)  # fixed in place (a re-drop of new content needs no retry at all)
+    bronze.ingest(day_one.cfg, "inventory_drop", nxt, "test", force=True)
+    taken = storage.scan(day_one.cfg.lake, "bronze", TABLE).filter(
+        pl.col("_source_pointer").str.starts_with(f"{path.name}#")).collect()
+    assert set(taken["ingest_date"].cast(pl.String)) == {nxt.isoformat()}
+    assert taken.height == len(original.decode().splitlines()) - 1
+    assert [f["state"] for f in bronze.set_aside_files(day_one.cfg)] == ["taken again"]
