@@ -9,7 +9,7 @@ versions between 64 and 68"), and it would not carry the sandbox settings by its
 Output is a table with every requested row and whole values, or CSV, JSON (an array of row
 objects) or Markdown for scripts and documents. At most ``max_rows`` rows are fetched (one
 more to know that there are more), so a ``SELECT *`` over a fact table does not read it all
-into memory. An SQL mistake is one line on stderr; the others statements still run; the
+into memory. An SQL mistake is one line on stderr; the other statements still run; the
 exit status says whether any failed.
 """
 
