@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PY := .venv/bin/python
 
-.PHONY: setup browser demo test lint bench airflow-ui report status clean deploy destroy
+.PHONY: setup browser demo demo-next-day test lint bench airflow-ui report status clean deploy destroy
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -54,6 +54,10 @@ bench: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# one more simulated day after the demo's last, run through Airflow (repeatable: a day each time)
+demo-next-day: setup
+	$(PY) -m pipelines.retail.demo --next-day
 
 # the supplier API and airflow standalone on the demo's home, bound to loopback; Ctrl-C stops both
 airflow-ui: setup

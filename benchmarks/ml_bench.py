@@ -20,6 +20,7 @@ import time
 from datetime import date, timedelta
 
 import holidays as holidays_lib
+import numpy as np
 import polars as pl
 
 from lakehouse import ml
@@ -32,9 +33,17 @@ def demand_frame(params: SimulationParams) -> pl.DataFrame:
     world = RetailWorld(params)
     base = world._product_base.select("product_id", "category", "unit_price")
     hol = holidays_lib.country_holidays("FR", years=range(params.history_start.year, params.end.year + 2))
-    daily = world.daily.select(
-        pl.col("day").alias("date"), "product_id", "warehouse_id", "units",
-        pl.col("discount_pct").alias("discount"))
+    state, frames = world.initial_state(), []
+    n_s, n_w = params.n_skus, params.n_warehouses
+    products = base["product_id"].gather(np.repeat(np.arange(n_s), n_w))
+    warehouses = world.warehouses["warehouse_id"].gather(np.tile(np.arange(n_w), n_s))
+    while state.day < params.end:  # one day at a time, as the sources receive them
+        day = world.live(state, state.day + timedelta(days=1))
+        frames.append(pl.DataFrame({
+            "date": pl.Series([day.day], dtype=pl.Date).gather(np.zeros(n_s * n_w, dtype=np.int64)),
+            "product_id": products, "warehouse_id": warehouses, "units": day.units.ravel(),
+            "discount": np.repeat(day.discount, n_w)}))
+    daily = pl.concat(frames)
     return (daily.join(base, on="product_id")
             .with_columns(price=(pl.col("unit_price") * (1 - pl.col("discount"))).round(4),
                           is_holiday=pl.col("date").is_in(list(hol.keys())),

@@ -25,7 +25,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT / "configs" / "retail"
 START = date(2026, 10, 31)
 TINY = SimulationParams(n_skus=12, n_warehouses=2, n_customers=30, history_start=date(2026, 6, 1),
-                        end=START + timedelta(days=3), inventory_days=10, seed=11, dirty_rate=0.01)
+                        end=START + timedelta(days=3), inventory_from=START - timedelta(days=6), seed=17,
+                        dirty_rate=0.01, change_horizon_days=155)
+# seed 17: rejected order lines fall inside the first runs' lookback windows (re-read rejects are
+# counted once) and some closed accounts reopen within the 155 days (tests/unit/test_simulator.py
+# checks that what a day holds never depends on how far the world is simulated)
 
 
 class TinyRetail:

@@ -44,16 +44,19 @@ def world_file(home: Path) -> Path:
     return home / "data" / "sources" / "simulated_until.txt"
 
 
-def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[str, str]) -> None:
+def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[str, str], *,
+             initial_load: bool = True) -> None:
     """Each day through Airflow's scheduler, as production runs it: the sources advance to the
-    day, then ``airflow backfill create`` runs it (so the UI shows real durations, every task's
-    log and the runs in business-date order). The initial load's backfill announces new
-    history, which triggers ``retail_train`` once; it is paused again afterwards, so the
-    daily runs that follow score with that champion and trigger no more training."""
+    day (from the day before: the simulated past never changes), then ``airflow backfill
+    create`` runs it (so the UI shows real durations, every task's log and the runs in
+    business-date order). The initial load's backfill announces new history, which triggers
+    ``retail_train`` once; it is paused again afterwards, so the daily runs that follow score
+    with that champion and trigger no more training."""
     cfg = load_domain(CONFIG_DIR)
     with LocalAirflow(env, Path(env["AIRFLOW_HOME"]) / "demo_standalone.log") as af:
         af.unpause("retail_daily")
-        af.unpause("retail_train")
+        if initial_load:
+            af.unpause("retail_train")
         for day in days:
             t0 = time.perf_counter()
             materialise(params, day, erp_url=cfg.source("erp").url,
@@ -64,7 +67,7 @@ def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[s
             af.wait_runs("retail_daily", [day.isoformat()], 3600)
             print(f"  {day}  retail_daily succeeded through Airflow's scheduler ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
-            if day == days[0]:
+            if initial_load and day == days[0]:
                 t0 = time.perf_counter()
                 run = af.wait_new_run("retail_train", trained, 3600, run_type="asset_triggered")
                 af.set_paused("retail_train", True)
@@ -143,6 +146,25 @@ def ui(home: Path, api_port: int) -> None:
             api.terminate()
 
 
+def next_day(home: Path, api_port: int) -> None:
+    """``make demo-next-day``: the sources live one more day (only that day is simulated; every
+    earlier day stays byte-identical, so nothing arrives as a false late correction), and
+    ``retail_daily`` runs it through the scheduler; the DAGs' end date moves with it."""
+    world = world_file(home)
+    if not world.exists():
+        raise SystemExit(f"{world} is missing: run `make demo` first")
+    day = date.fromisoformat(world.read_text().strip()) + timedelta(days=1)
+    env = airflow_env(home, RETAIL_API_URL=f"http://127.0.0.1:{api_port}", RETAIL_END_DATE=day.isoformat())
+    t0 = time.perf_counter()
+    api = start_api(home, api_port)
+    try:
+        print(f"Advancing the simulated sources to {day} and running retail_daily for it", flush=True)
+        run_days(home, [day], SimulationParams(end=day), env, initial_load=False)
+    finally:
+        api.terminate()
+    print(f"simulated sources through {day}; {time.perf_counter() - t0:.0f} s. `make airflow-ui` shows the run.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=3, help="daily runs after the initial load")
@@ -150,12 +172,18 @@ def main() -> None:
     parser.add_argument("--api-port", type=int, default=8765)
     parser.add_argument("--sources-only", type=date.fromisoformat, metavar="DATE", default=None,
                         help="only make the sources look as they do at the end of DATE (containers' init)")
+    parser.add_argument("--next-day", action="store_true",
+                        help="advance the simulated sources one day past the demo's last and run that day through "
+                             "Airflow (make demo-next-day)")
     parser.add_argument("--ui", action="store_true",
                         help="start the supplier API and Airflow (make airflow-ui) on the demo's home, until Ctrl-C")
     args = parser.parse_args()
     cfg = load_domain(CONFIG_DIR)
     if args.ui:
         ui(args.home, args.api_port)
+        return
+    if args.next_day:
+        next_day(args.home, args.api_port)
         return
     if args.sources_only:
         print(materialise(SimulationParams(end=args.sources_only), args.sources_only,

@@ -25,7 +25,8 @@ from tests.conftest import START, TINY
 
 DAYS = 90
 # a month of history before the start date keeps the test short; the 90 days are what matters
-PARAMS = dataclasses.replace(TINY, history_start=START - timedelta(days=30), end=START + timedelta(days=DAYS - 1))
+PARAMS = dataclasses.replace(TINY, history_start=START - timedelta(days=30), end=START + timedelta(days=DAYS - 1),
+                             inventory_from=START + timedelta(days=DAYS - 10))  # counts on the last 10 days
 SNAPSHOT_TABLES = {"bronze.erp__suppliers", "silver.stg_suppliers", "silver.suppliers", "gold.dim_supplier"}
 
 

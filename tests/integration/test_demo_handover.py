@@ -1,7 +1,8 @@
 """The README's operator path, walked as a user would: ``make demo`` (here one daily run after
 the initial load), then ``make airflow-ui``, then the README's backfill of a day the demo
 already ran and a cleared task, with what the UI shows checked over the REST API and in
-headless chromium: run states, true durations, task logs, no run the user did not ask for.
+headless chromium: run states, true durations, task logs, no run the user did not ask for;
+then ``make demo-next-day``, which must leave the lake's settled past as it was.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
+import polars as pl
 import pytest
 
 from lakehouse.airflow_env import PROJECT, airflow_env
@@ -23,13 +25,14 @@ from tests.conftest import free_port
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("whole_airflow"),
               pytest.mark.timeout(1500)]  # ~4 min alone; waits its turn behind the other clusters
 FIRST, DAY = "2026-10-31", "2026-11-01"
+NEXT_DAY = date(2026, 11, 2)  # make demo-next-day after the demo above
 
 
 def _seconds(run: dict) -> float:
     return (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
 
 
-def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_commands(tmp_path):
+def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_commands(tmp_path, monkeypatch):
     port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_", "AIRFLOW", "LAKEHOUSE_"))}
     env |= {"LAKEHOUSE_HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path / ".airflow"),
@@ -93,3 +96,24 @@ def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_co
         ui.wait(timeout=60)
     assert "Airflow UI on http://localhost" in ui.stdout.read()
     assert not af._healthy()  # SIGTERM stopped Airflow with it
+
+    # the README's way to advance the demo one day: only that day is simulated, and the past the
+    # lake already holds stays as it was (it used to be redrawn and arrive as late corrections)
+    settled = gold_revenue_by_day(tmp_path, monkeypatch, before=NEXT_DAY - timedelta(days=3))
+    out = subprocess.run([*demo, "--next-day"], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"{NEXT_DAY}  retail_daily succeeded through Airflow's scheduler" in out.stdout
+    assert (tmp_path / "data" / "sources" / "simulated_until.txt").read_text() == NEXT_DAY.isoformat()
+    # corrections arrive at most 3 days after the order: every earlier day's revenue is final
+    assert gold_revenue_by_day(tmp_path, monkeypatch, before=NEXT_DAY - timedelta(days=3)) == settled
+    assert len(settled) > 700
+
+
+def gold_revenue_by_day(home, monkeypatch, before: date) -> dict[date, float]:
+    from lakehouse import storage
+    from lakehouse.config import load_domain
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    cfg = load_domain(PROJECT / "configs" / "retail")
+    sales = storage.scan(cfg.lake, "gold", "agg_sales_category_warehouse_daily").filter(pl.col("order_date") < before)
+    return dict(sales.group_by("order_date").agg(pl.col("revenue").sum().round(2)).collect().iter_rows())

@@ -28,7 +28,7 @@ PARAMS = dataclasses.replace(TINY, n_skus=80, n_warehouses=1, n_customers=80,
                              price_shock=(SHOCK, 1.6), dirty_rate=0.0,
                              # stock counts for every day run: with TINY's 10 days, the first 28
                              # days had no fct_inventory_daily and check_freshness rightly paged
-                             inventory_days=(LAST - START).days + 2)
+                             inventory_from=START - timedelta(days=1))
 
 
 @pytest.fixture
