@@ -66,3 +66,16 @@ def test_champion_as_of_a_date_replays_only_the_changes_serving_by_then(tmp_path
     assert registry.champion(tmp_path, NAME, as_of=date(2026, 11, 5)) == "v3"
     assert registry.champion(tmp_path, NAME, as_of=date(2026, 11, 6)) == "v2"
     assert registry.champion(tmp_path, NAME) == "v2"
+
+
+def test_a_training_frames_hash_is_sha256_of_its_schema_and_csv_text():
+    """Model versions are named by it and stored: a spec'd hash, not Polars' internal row hash."""
+    import hashlib
+
+    from lakehouse import ml
+
+    frame = pl.DataFrame({"sku": ["A", "B"], "day": [date(2026, 1, 2), date(2026, 1, 3)], "units": [1.5, None]})
+    expected = hashlib.sha256((str(frame.schema) + "A,2026-01-02,1.5\nB,2026-01-03,\n").encode()).hexdigest()[:16]
+    assert ml.frame_hash(frame) == expected
+    assert ml.frame_hash(frame.with_columns(units=pl.Series([1.5, 0.0]))) != expected
+    assert ml.frame_hash(frame.cast({"units": pl.Float32})) != expected  # the dtype is content too
