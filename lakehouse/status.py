@@ -40,10 +40,35 @@ def table_status(lake: Path, layer: str, table: str, now: float | None = None) -
 
 
 def lake_status(cfg: DomainConfig) -> list[TableStatus]:
+    """Every table with data, named and counted as the catalog serves it: a table the catalog
+    de-duplicates (``silver.quarantine``: a record re-read by a lookback is one row) shows that
+    count, and its ``_log`` twin every row kept."""
+    import dataclasses
+
+    from lakehouse.catalog import DEDUPED
+
     now = time.time()
-    return [table_status(cfg.lake, layer, t, now) for layer in ("bronze", "silver", "gold")
-            for t in storage.tables(cfg.lake, layer)
-            if storage.data_files(cfg.lake, layer, t)]
+    out = []
+    for layer in ("bronze", "silver", "gold"):
+        for t in storage.tables(cfg.lake, layer):
+            if not storage.data_files(cfg.lake, layer, t):
+                continue
+            kept = table_status(cfg.lake, layer, t, now)
+            if f"{layer}.{t}" in DEDUPED:
+                out.append(dataclasses.replace(kept, rows=_first_rows(cfg, layer, t).select(pl.len()).collect().item()))
+                kept = dataclasses.replace(kept, table=f"{t}_log")
+            out.append(kept)
+    return out
+
+
+def _first_rows(cfg: DomainConfig, layer: str, table: str) -> pl.LazyFrame:
+    """A de-duplicated table's rows as the catalog's view has them: each key's first row."""
+    from lakehouse.catalog import DEDUPED
+
+    key, order = ([c.strip() for c in part.split(",")] for part in DEDUPED[f"{layer}.{table}"])
+    lf = storage.scan(cfg.lake, layer, table)
+    return lf.with_columns(pl.col("ingest_date").cast(pl.String)).sort(order).unique(
+        key, keep="first", maintain_order=True)
 
 
 def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
@@ -55,14 +80,11 @@ def quarantine_summary(cfg: DomainConfig) -> pl.DataFrame:
     at its first rejection, as the catalog's ``silver.quarantine`` view shows it
     (``lakehouse.catalog.DEDUPED``), so the two never disagree.
     """
-    from lakehouse.catalog import DEDUPED
-
     lf = storage.scan(cfg.lake, "silver", "quarantine", missing_ok=True)
     if lf is None:
         return pl.DataFrame()
-    key, order = ([c.strip() for c in part.split(",")] for part in DEDUPED["silver.quarantine"])
     day = pl.col("ingest_date").cast(pl.String)
-    firsts = lf.with_columns(day.alias("ingest_date")).sort(order).unique(key, keep="first", maintain_order=True)
+    firsts = _first_rows(cfg, "silver", "quarantine")
     staged = [p["ingest_date"] for c in cfg.contracts
               for p in storage.partitions(cfg.lake, "silver", f"stg_{c.entity}") if "ingest_date" in p]
     latest = max(staged, default=None) or lf.select(day.max()).collect().item()
