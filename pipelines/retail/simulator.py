@@ -40,6 +40,7 @@ CITIES = ["Lyon", "Lille", "Nantes", "Toulouse", "Bordeaux", "Marseille", "Paris
 COUNTRIES = ["FR", "DE", "ES", "IT", "NL", "PL"]
 PROMO_DAYS = 3  # a promotion runs three days
 BLOCK_DAYS = 31  # days keyed into the ERP together (the draws stay per day)
+BLOCK_UNITS = 1_000_000  # ... or fewer, so that a block holds about 500,000 order lines at seed scale
 RING = 16  # deliveries are due at most 15 days ahead (lead time <= 8, a missed delivery +7)
 # the random streams of one day; a stream is never reused for another purpose
 DEMAND, ORDERS, SUPPLIER_PERF, COUNTS, PROMOS = 5, 6, 7, 8, 9
@@ -711,7 +712,8 @@ def materialise(params: SimulationParams, as_of: date, *, erp_url: str, landing:
             block.append(lived)
             if params.inventory_from <= lived.day < as_of:
                 files += write_inventory_file(world.inventory_counts(lived.day, lived.closing), landing)
-            if lived.day in incident_days or len(block) == BLOCK_DAYS or state.day == as_of:
+            if (lived.day in incident_days or len(block) == BLOCK_DAYS or state.day == as_of
+                    or sum(int(d.units.sum()) for d in block) > BLOCK_UNITS):
                 erp.append(world.erp_rows(state, block))  # a month's rows at once: per-day frames cost 2x
                 block = []
             if lived.day == params.incident:
