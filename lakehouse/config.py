@@ -308,6 +308,11 @@ class GoldTable(Model):
     touched: str | None = Field(
         None, description="dotted path to a function giving the partitions that the inputs' changes "
                           "touch; with it, a run recomputes only those (the builder takes ``partitions``)")
+    touched_sql: str | None = Field(
+        None, description="for a sql model with partition_by: a SELECT of the partition column giving the "
+                          "partitions that the inputs' changes touch; it reads changed_<input> (the rows "
+                          "of each input changed since the last build) and the inputs by name; with it, "
+                          "a run recomputes only those partitions")
     serve: Literal["view", "table"] = Field(
         "view", description="in the DuckDB catalog: a view over the Parquet files, or a native table "
                             "loaded from them at each catalog build (faster queries, larger catalog)")
@@ -320,6 +325,9 @@ class GoldTable(Model):
             raise ValueError(f"set exactly one of builder, sql or date_dimension (got {given or 'none'})")
         if self.touched and not (self.builder and self.partition_by):
             raise ValueError("touched needs a builder and partition_by: it names the partitions a builder "
+                             "recomputes")
+        if self.touched_sql and not (self.sql and self.partition_by):
+            raise ValueError("touched_sql needs sql and partition_by: it names the partitions a SQL model "
                              "recomputes")
         if self.partition_by and self.partition_by in self.sort_by:
             raise ValueError(f"sort_by names the partition column {self.partition_by!r}: it is constant "

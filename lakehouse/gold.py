@@ -145,6 +145,13 @@ def sql_inputs(cfg: DomainConfig, sql: str) -> list[str]:
     """The silver and gold tables a SQL model reads: the tables its parsed FROM and JOIN
     clauses name (sqlglot), less its own CTEs, that are known tables. A column alias or a
     string equal to a table's name reads nothing (a text match once read it)."""
+    named = set(sql_table_names(sql))
+    known = [g.name for g in cfg.gold] + [c.entity for c in cfg.contracts]
+    return [n for n in known if n in named]
+
+
+def sql_table_names(sql: str) -> list[str]:
+    """The tables a SELECT's FROM and JOIN clauses name (parsed by sqlglot), less its own CTEs."""
     import sqlglot
     from sqlglot import expressions as exp
 
@@ -153,9 +160,7 @@ def sql_inputs(cfg: DomainConfig, sql: str) -> list[str]:
     except sqlglot.errors.ParseError as exc:
         raise ValueError(f"gold SQL model does not parse: {exc}") from exc
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    named = {t.name for t in tree.find_all(exp.Table)} - ctes
-    known = [g.name for g in cfg.gold] + [c.entity for c in cfg.contracts]
-    return [n for n in known if n in named]
+    return sorted({t.name for t in tree.find_all(exp.Table)} - ctes)
 
 
 def from_sql(cfg: DomainConfig, sql: str) -> pl.LazyFrame | None:
@@ -199,6 +204,9 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
     otherwise, or with ``full``, it is recomputed whole (lazily, streamed).
     """
     consumed = _input_versions(cfg, table)  # read before the inputs: a later commit is seen again
+    if not full and _inputs_unchanged(cfg, table, consumed):
+        log.info("gold.%s: no input changed since its last build", table.name)
+        return storage.row_count(cfg.lake, "gold", table.name)
     partitions = None if full else touched_partitions(cfg, table, run_date, consumed)
     if partitions is not None and not partitions:
         log.info("gold.%s: no input changed since its last build", table.name)
@@ -206,6 +214,9 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
         return storage.row_count(cfg.lake, "gold", table.name)
     if partitions is None:
         frame = define(cfg, table, run_date)
+    elif table.sql is not None:
+        frame = define(cfg, table, run_date)
+        frame = None if frame is None else frame.filter(pl.col(table.partition_by).is_in(partitions))
     else:
         builder = load_builder(table.builder or "")
         frame = builder(**resolve_inputs(cfg, builder, run_date), partitions=partitions)
@@ -237,10 +248,15 @@ def _functions(table: GoldTable) -> list[Callable]:
     return [load_builder(path) for path in (table.builder, table.touched) if path]
 
 
-def _input_names(table: GoldTable) -> list[str]:
-    """Every table the builder and its ``touched`` function read."""
+def _input_names(cfg: DomainConfig, table: GoldTable) -> list[str]:
+    """Every table the definition reads: the SQL's tables, the calendar's, or what the builder
+    and its ``touched`` function take (with ``run_date`` if they take the date)."""
+    if table.sql is not None:
+        return sorted(sql_inputs(cfg, table.sql))
+    if table.date_dimension is not None:
+        return [table.date_dimension.table]
     names = {p.removeprefix("changed_") for f in _functions(table) for p in inspect.signature(f).parameters}
-    return sorted(names - {"run_date", "partitions"})
+    return sorted(names - {"partitions"})
 
 
 def _location(cfg: DomainConfig, name: str) -> storage.Location | None:
@@ -264,15 +280,27 @@ def _fingerprint(table: GoldTable) -> str:
 
 
 def _input_versions(cfg: DomainConfig, table: GoldTable) -> dict[str, int | None]:
+    """The newest Delta version of each input (None: not a Delta table yet, or the business
+    date, which is no version: a table reading it is never "unchanged")."""
     from lakehouse import delta
 
-    if not table.touched:
-        return {}
     versions: dict[str, int | None] = {}
-    for name in _input_names(table):
-        where = _location(cfg, name)
+    for name in _input_names(cfg, table):
+        where = None if name == "run_date" else _location(cfg, name)
         versions[name] = delta.version(where) if where is not None and delta.is_table(where) else None
     return versions
+
+
+def _inputs_unchanged(cfg: DomainConfig, table: GoldTable, versions: dict[str, int | None]) -> bool:
+    """Whether this definition was last built from exactly these input versions (so its content
+    cannot differ): then the build is skipped, for any kind of table."""
+    from lakehouse import delta
+
+    if not versions or None in versions.values():
+        return False
+    state = storage.read_json(_consumed_path(cfg, table), {})
+    return (state.get("definition") == _fingerprint(table) and state.get("versions") == versions
+            and delta.is_table(storage.table_dir(cfg.lake, "gold", table.name)))
 
 
 def _consumed_path(cfg: DomainConfig, table: GoldTable) -> storage.Location:
@@ -280,15 +308,13 @@ def _consumed_path(cfg: DomainConfig, table: GoldTable) -> storage.Location:
 
 
 def _record_consumed(cfg: DomainConfig, table: GoldTable, versions: dict[str, int | None]) -> None:
-    if table.touched:
-        storage.write_json(_consumed_path(cfg, table), {"definition": _fingerprint(table), "versions": versions})
+    storage.write_json(_consumed_path(cfg, table), {"definition": _fingerprint(table), "versions": versions})
 
 
 def forget_consumed(cfg: DomainConfig) -> None:
     """Make every table's next build a full one (``lakehouse rebuild``)."""
     for table in cfg.gold:
-        if table.touched:
-            storage.write_json(_consumed_path(cfg, table), {})
+        storage.write_json(_consumed_path(cfg, table), {})
 
 
 def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
@@ -306,6 +332,8 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
     """
     from lakehouse import delta
 
+    if table.touched_sql:
+        return _touched_by_sql(cfg, table, versions)
     if not table.touched or not table.partition_by:
         return None
     touched = load_builder(table.touched)
@@ -336,6 +364,39 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
             return None
     by = table.partition_by
     values = touched(**kwargs).select(pl.col(by).unique()).collect()[by].to_list()
+    stored_nulls = delta.scan(target).filter(pl.col(by).is_null()).select(pl.len()).collect().item()
+    if None in values or stored_nulls:
+        return None
+    return sorted(values)
+
+
+def _touched_by_sql(cfg: DomainConfig, table: GoldTable, versions: dict[str, int | None] | None) -> list | None:
+    """``touched_partitions`` of a SQL model: its ``touched_sql`` run over ``changed_<input>`` (each
+    input's changed rows, every image, from the change feed) and the inputs themselves."""
+    from lakehouse import delta
+
+    inputs = sql_inputs(cfg, table.sql or "")
+    named = set(sql_table_names(table.touched_sql or ""))
+    missing = sorted(f"changed_{n}" for n in inputs if f"changed_{n}" not in named)
+    if missing:
+        raise ValueError(f"gold.{table.name}: touched_sql must read {', '.join(missing)} (a change in any "
+                         "input of the model can touch a partition)")
+    state = storage.read_json(_consumed_path(cfg, table), {})
+    target = storage.table_dir(cfg.lake, "gold", table.name)
+    if state.get("definition") != _fingerprint(table) or not delta.is_table(target):
+        return None
+    frames: dict[str, pl.LazyFrame] = {}
+    for name in inputs:
+        where = _location(cfg, name)
+        if where is None or not delta.is_table(where):
+            return None
+        changed = delta.changes_since(where, state.get("versions", {}).get(name))
+        if changed is None:
+            return None
+        frames[f"changed_{name}"] = changed.drop(delta.CHANGE)
+        frames[name] = _input(cfg, name)
+    by = table.partition_by
+    values = pl.SQLContext(frames).execute(table.touched_sql).select(pl.col(by).unique()).collect()[by].to_list()
     stored_nulls = delta.scan(target).filter(pl.col(by).is_null()).select(pl.len()).collect().item()
     if None in values or stored_nulls:
         return None

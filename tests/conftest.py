@@ -208,3 +208,28 @@ def postgres_url():
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+class LogLines(list):
+    """Messages of one logger, caught by a handler on that logger itself: pytest's ``caplog``
+    hangs on the root logger, which Airflow's logging set-up replaces when a step imports it."""
+
+    def __init__(self, name: str) -> None:
+        import logging
+
+        super().__init__()
+        self.logger = logging.getLogger(name)
+        self.handler = logging.Handler(logging.INFO)
+        self.handler.emit = lambda record: self.append(record.getMessage())
+
+    def __enter__(self) -> LogLines:
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)

@@ -9,14 +9,13 @@ incremental path, so a ``touched`` function that misses a partition fails here.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import polars as pl
 import pytest
 
 from lakehouse import delta, gold, steps, storage
-from tests.conftest import START, run_day_direct
+from tests.conftest import START, LogLines, run_day_direct
 
 
 def _incremental_tables(cfg) -> list:
@@ -51,9 +50,17 @@ def _correct_old_line(cfg, day) -> str:
     return line
 
 
-def test_incremental_gold_equals_a_full_build_after_every_run(tiny, caplog):
+def test_incremental_gold_equals_a_full_build_after_every_run(tiny):
     days = [START + timedelta(days=i) for i in range(4)]
-    caplog.set_level(logging.INFO, logger="lakehouse.gold")
+    with LogLines("lakehouse.gold") as said:
+        _daily_runs_checked_against_full_builds(tiny, days)
+    # the later runs took the incremental path for the facts (not a full build every time)
+    touched = [m for m in said if "touched" in m]
+    assert any("fct_order_lines" in m for m in touched), touched
+    assert any("fct_forecast_accuracy" in m for m in touched), touched
+
+
+def _daily_runs_checked_against_full_builds(tiny, days) -> None:
     for i, day in enumerate(days):
         tiny.advance(day)
         if i == 2:
@@ -65,13 +72,9 @@ def test_incremental_gold_equals_a_full_build_after_every_run(tiny, caplog):
         if i == 1:  # the weekly training scores forecasts, which the next runs score against sales
             steps.run_local(steps.TRAINING, steps.RunContext(cfg=tiny.cfg, run_date=day + timedelta(days=1),
                                                              run_id="test"))
-    # the later runs took the incremental path for the facts (not a full build every time)
-    touched = [r.getMessage() for r in caplog.records if "touched" in r.getMessage()]
-    assert any("fct_order_lines" in m for m in touched), touched
-    assert any("fct_forecast_accuracy" in m for m in touched), touched
 
 
-def test_a_rerun_recomputes_nothing_and_commits_nothing(tiny, caplog):
+def test_a_rerun_recomputes_nothing_and_commits_nothing(tiny):
     days = [START, START + timedelta(days=1)]
     for day in days:
         tiny.advance(day)
@@ -80,11 +83,11 @@ def test_a_rerun_recomputes_nothing_and_commits_nothing(tiny, caplog):
              if delta.is_table(storage.table_dir(tiny.cfg.lake, "gold", t.name))]
     assert len(built) == 3
     versions = {t.name: delta.version(storage.table_dir(tiny.cfg.lake, "gold", t.name)) for t in built}
-    caplog.set_level(logging.INFO, logger="lakehouse.gold")
-    gold.build_all(tiny.cfg, days[-1])
+    with LogLines("lakehouse.gold") as said:
+        gold.build_all(tiny.cfg, days[-1])
     assert {t.name: delta.version(storage.table_dir(tiny.cfg.lake, "gold", t.name)) for t in built} == versions
     for name in versions:
-        assert any(f"gold.{name}: no input changed" in r.getMessage() for r in caplog.records), name
+        assert any(f"gold.{name}: no input changed" in m for m in said), name
 
 
 def test_a_new_definition_is_built_in_full(tiny, monkeypatch):

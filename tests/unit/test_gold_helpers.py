@@ -7,6 +7,7 @@ import random
 from datetime import date, datetime, timedelta
 
 import polars as pl
+import pytest
 
 from lakehouse import delta, gold
 
@@ -69,3 +70,21 @@ def test_a_sql_model_reads_the_tables_it_names_not_its_aliases_strings_or_ctes()
     # every shipped model: its inputs are the tables of its FROM and JOIN clauses
     lineitem = next(t for t in cfg.gold if t.name == "fct_lineitem")
     assert sorted(gold.sql_inputs(cfg, lineitem.sql)) == ["lineitem", "orders"]
+
+
+def test_a_sql_models_touched_sql_must_read_the_changes_of_every_input(tmp_path, monkeypatch):
+    """A change in an input the touched SQL ignores would leave its partitions stale: refused."""
+    from pathlib import Path
+
+    import pydantic
+
+    from lakehouse.config import GoldTable, load_domain
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    cfg = load_domain(Path(__file__).resolve().parents[2] / "configs" / "tpch")
+    lines = next(g for g in cfg.gold if g.name == "fct_lineitem")
+    blind = lines.model_copy(update={"touched_sql": "SELECT DATE '1998-01-01' AS order_month FROM changed_orders"})
+    with pytest.raises(ValueError, match="touched_sql must read changed_lineitem"):
+        gold.touched_partitions(cfg, blind, date(1998, 8, 2))
+    with pytest.raises(pydantic.ValidationError, match="touched_sql needs sql and partition_by"):
+        GoldTable(name="fct_x", description="x", sql="SELECT 1 AS a", touched_sql="SELECT 1 AS a")
