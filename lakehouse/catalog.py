@@ -9,9 +9,11 @@ new connections get the new file, and nobody blocks anybody.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,23 +49,39 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
     from lakehouse.docs import table_comments
 
     comments = table_comments(cfg)
-    materialised = {g.name for g in cfg.gold if g.serve == "table"}
+    served = {g.name: g.partition_by for g in cfg.gold if g.serve == "table"}
+    # the published catalog is the starting point when each of its native tables is current or
+    # needs only the partitions whose files changed: they are reloaded, not the whole table. A
+    # table to load whole (new, unpartitioned and changed) builds a fresh file instead: DuckDB
+    # never shrinks a file, so replacing a large table in a copy would leave its old blocks
+    if not versions and target.exists() and _partial_reloads_suffice(cfg, target, served):
+        shutil.copyfile(target, tmp)
     try:
         con = duckdb.connect(str(tmp))
         try:
             attach_lake(con, cfg)
+            loaded = _forget_views(con)
+            built: dict[str, list[str]] = {}
             for layer in LAYERS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
                 for table in storage.tables(cfg.lake, layer):
                     name = f"{layer}.{table}"
                     if name in versions:
                         _create_pinned(con, cfg, layer, table, versions[name], comments.get(name))
+                    elif layer == "gold" and table in served and (files := storage.data_files(cfg.lake, layer, table)):
+                        built[name] = [str(f) for f in files]
+                        _load_table(con, layer, table, built[name], loaded.get(name), served[table],
+                                    comments.get(name))
                     elif storage.data_files(cfg.lake, layer, table):
                         _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
-                                     comments.get(f"{layer}.{table}"),
-                                     materialise=layer == "gold" and table in materialised)
+                                     comments.get(f"{layer}.{table}"))
                     elif (empty := storage.empty_frame(cfg.lake, layer, table)) is not None:
                         _create_empty(con, layer, table, empty)
+                    else:
+                        continue
+                    built.setdefault(name, [])
+            _drop_stale_tables(con, built)
+            _remember_loaded(con, {k: v for k, v in built.items() if v})
             _create_reporting_views(con, cfg, comments)
         finally:
             con.close()
@@ -96,6 +114,110 @@ def _create_pinned(con: duckdb.DuckDBPyConnection, cfg: DomainConfig, layer: str
         _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table, version), comment)
     else:
         _create_empty(con, layer, table, pl.DataFrame(schema=delta.scan(root, version).collect_schema()))
+
+
+# which data files each native table of the catalog was loaded from (``serve: table``)
+LOADED = "main._lakehouse_loaded"
+
+
+def _forget_views(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """In a catalog copied from the published one, keep only the native tables loaded from data
+    files (``serve: table``) and return which files each holds; views and empty tables are
+    dropped, to be recreated (they cost nothing to create)."""
+    loaded = {}
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND "
+                   "table_name = '_lakehouse_loaded'").fetchone()[0]:
+        loaded = {name: json.loads(files) for name, files in con.execute(f"SELECT name, files FROM {LOADED}").fetchall()}
+    for schema, view in con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
+                                    "AND schema_name <> 'main'").fetchall():
+        con.execute(f"DROP VIEW {_quote_ident(schema)}.{_quote_ident(view)}")
+    for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                     "WHERE schema_name <> 'main'").fetchall():
+        if f"{schema}.{table}" not in loaded:
+            con.execute(f"DROP TABLE {_quote_ident(schema)}.{_quote_ident(table)}")
+    return loaded
+
+
+def _partial_reloads_suffice(cfg: DomainConfig, published: Path, served: Mapping[str, str | None]) -> bool:
+    try:
+        with duckdb.connect(str(published), read_only=True) as con:
+            loaded = dict(con.execute(f"SELECT name, files FROM {LOADED}").fetchall())
+    except duckdb.Error:  # an older catalog without the bookkeeping, or none readable
+        return False
+    for table, partition in served.items():
+        files = [str(f) for f in storage.data_files(cfg.lake, "gold", table)]
+        if not files:
+            continue
+        before = json.loads(loaded[f"gold.{table}"]) if f"gold.{table}" in loaded else None
+        changed = set(files).symmetric_difference(before or [])
+        if before is None or (changed and (not partition or None in {_partition_value(f, partition)
+                                                                      for f in changed})):
+            return False
+    return True
+
+
+def _drop_stale_tables(con: duckdb.DuckDBPyConnection, built: Mapping[str, list[str]]) -> None:
+    """Native tables of the copied catalog whose lake table is gone (or no longer served)."""
+    for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                     "WHERE schema_name IN ('bronze', 'silver', 'gold')").fetchall():
+        if f"{schema}.{table}" not in built:
+            con.execute(f"DROP TABLE {schema}.{_quote_ident(table)}")
+
+
+def _remember_loaded(con: duckdb.DuckDBPyConnection, built: Mapping[str, list[str]]) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {LOADED} (name VARCHAR, files VARCHAR)")
+    con.execute(f"COMMENT ON TABLE {LOADED} IS 'The lakehouse''s own bookkeeping: the data files each "
+                "native table (serve: table) was loaded from, so the next catalog reloads only what changed'")
+    if built:
+        con.executemany(f"INSERT INTO {LOADED} VALUES (?, ?)", [(k, json.dumps(v)) for k, v in built.items()])
+
+
+def _partition_value(path: str, column: str) -> str | None:
+    from urllib.parse import unquote
+
+    for part in Path(path).parts:
+        if part.startswith(f"{column}="):
+            return unquote(part.split("=", 1)[1])
+    return None
+
+
+def _load_table(con: duckdb.DuckDBPyConnection, layer: str, table: str, files: list[str],
+                before: list[str] | None, partition: str | None,
+                comment: tuple[str, dict[str, str]] | None) -> None:
+    """A native table holding ``files``: kept when it already holds exactly them; else, for a
+    partitioned table, the partitions whose files changed are deleted and loaded again (Delta
+    files are immutable, so an unchanged file list is unchanged content); else loaded whole."""
+    if before == files and _exists(con, layer, table):
+        return
+    changed = set(files).symmetric_difference(before or [])
+    values = {_partition_value(f, partition) for f in changed} if partition else {None}
+    name = f"{layer}.{_quote_ident(table)}"
+    if before is not None and None not in values and _exists(con, layer, table):
+        reload = [f for f in files if _partition_value(f, partition) in values]
+        columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
+        if reload:
+            scan = f"read_parquet({_sql_files(reload)}, hive_partitioning = true, union_by_name = true)"
+            new_columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        else:
+            scan, new_columns = None, columns
+        if sorted(new_columns) == sorted(columns):  # else the schema changed: load it whole
+            con.execute(f"DELETE FROM {name} WHERE CAST({_quote_ident(partition)} AS VARCHAR) IN "
+                        f"({', '.join(_quote_str(v) for v in sorted(values))})")
+            if scan is not None:
+                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {scan}")
+            log.info("catalog: %s.%s reloaded %d changed partition(s)", layer, table, len(values))
+            return
+    _create_view(con, layer, table, _sql_files(files), comment, materialise=True)
+    log.info("catalog: %s.%s loaded whole", layer, table)
+
+
+def _exists(con: duckdb.DuckDBPyConnection, layer: str, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [layer, table]).fetchone()[0])
+
+
+def _sql_files(files: list[str]) -> str:
+    return "[" + ", ".join(_quote_str(f) for f in files) + "]"
 
 
 def _create_empty(con: duckdb.DuckDBPyConnection, layer: str, table: str, empty) -> None:
