@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lakehouse import freshness, runlog, storage
+from lakehouse import freshness, runlog, status, storage
 from lakehouse.config import DomainConfig
 
 _CSS = """
@@ -149,8 +149,11 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
 
     failed_runs = daily.filter(pl.col("state") == "failed").height
     stale = [f for f in fresh if not f.fresh]
-    latest_rejects = (rejects.filter(pl.col("ingest_date") == rejects["ingest_date"].max())["rows"].sum()
-                      if rejects.height else 0)
+    # the number `lakehouse status` shows: records first rejected by the latest staged batch (a
+    # day that rejected nothing shows 0, not an older day's count; a re-read record counts once)
+    newly = status.quarantine_summary(cfg)
+    latest_day = newly["latest_day"][0] if newly.height else None
+    latest_rejects = int(newly["rows_latest_day"].sum()) if newly.height else 0
     parts = [
         f"<h1>{html.escape(cfg.name)}: lakehouse health</h1>",
         f'<p class="meta">generated {datetime.now(UTC).isoformat(timespec="seconds")} · freshness as of '
@@ -160,7 +163,7 @@ def render(cfg: DomainConfig, as_of: date | None = None) -> str:
         _kpi("failed daily runs", failed_runs, failed_runs > 0),
         _kpi("retries", int(daily["retries"].sum()) if daily.height else 0),
         _kpi("stale tables", f"{len(stale)} / {len(fresh)}", bool(stale)),
-        _kpi("rows rejected (latest day)", int(latest_rejects), None),
+        _kpi(f"rows newly rejected ({latest_day or 'no batch yet'})", latest_rejects, None),
         "</div>",
         "<h2>Pipeline runs</h2>",
     ]

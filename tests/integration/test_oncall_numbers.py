@@ -1,6 +1,7 @@
-"""What on-call reads after a bad day: every number ``lakehouse status`` prints, on a lake with a
-failed run, its rerun and a backfilled day, equals the same number computed independently: plain
-Python over the run history's JSON files, and DuckDB over the catalog the analysts query."""
+"""What on-call reads after a bad day: every number ``lakehouse status`` prints and the
+dashboard's headline numbers, on a lake with a failed run, its rerun and a backfilled day, equal
+the same numbers computed independently: plain Python over the run history's JSON files and the
+lake's folders, and DuckDB over the catalog the analysts query."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 import requests
+import sqlalchemy as sa
 
-from lakehouse import status, storage
+from lakehouse import report, status, storage
 from lakehouse.cli import main
 from tests.conftest import START
 
@@ -59,6 +61,11 @@ def test_every_number_status_prints_equals_an_independent_computation(tiny):
     requests.post(f"{tiny.api_url}/_control", json={"fail_next": 0}, timeout=5)
     assert cli_run(DAYS[1]) == 0  # the rerun after the fix
     tiny.advance(DAYS[2])
+    engine = sa.create_engine(cfg.source("erp").url)
+    with engine.begin() as conn:  # two lines keyed wrong on the last day: its batch rejects them
+        conn.execute(sa.text("UPDATE order_lines SET quantity = -4 WHERE order_line_id IN (SELECT order_line_id "
+                             "FROM order_lines WHERE updated_at >= :d ORDER BY order_line_id LIMIT 2)"),
+                     {"d": DAYS[2].isoformat()})
     assert cli_run(DAYS[2]) == 0
     assert cli_run(DAYS[0]) == 0  # a backfill of the first day, with the sources as they stand now
 
@@ -113,3 +120,17 @@ def test_every_number_status_prints_equals_an_independent_computation(tiny):
         assert shown_c == dict(q("""SELECT dataset, count(*) FROM gold.quality_checks
                                     WHERE business_date = (SELECT max(business_date) FROM gold.quality_checks)
                                     GROUP BY ALL""").fetchall())
+        # the dashboard's headline numbers
+        latest_staged = max(p.name.split("=")[1] for p in (cfg.lake / "silver").glob("stg_*/ingest_date=*"))
+        newly = q("SELECT count(*) FROM silver.quarantine WHERE ingest_date::VARCHAR = ?", [latest_staged]).fetchone()[0]
+    stale = len(re.findall(r"^  STALE ", text, re.M))
+    page = report.render(cfg, as_of=DAYS[2])
+    kpis = dict(re.findall(r'<div class="kpi[^"]*">([^<]+)<b>([^<]+)</b></div>', page))
+    assert kpis == {
+        "daily runs recorded": str(len(expected)),
+        "failed daily runs": str(sum(r["state"] == "failed" for r in expected.values())),
+        "retries": "0",
+        "stale tables": f"{stale} / {len(cfg.freshness)}",
+        f"rows newly rejected ({latest_staged})": str(newly),
+    }, kpis
+    assert newly > 0, "the latest batch rejected something: a number that can be wrong"
