@@ -84,8 +84,9 @@ def test_freshness_alerts_once_per_stale_table_and_recovers(cfg, monkeypatch):
 def test_report_charts_runs_volumes_and_rejects_and_marks_stale_tables(cfg):
     _publish_days(cfg, "gold", "fct_order_lines", "order_date", ["2026-10-30", "2026-10-31"])
     _publish_days(cfg, "bronze", "erp__orders", "ingest_date", ["2026-10-31"])
-    storage.publish(pl.DataFrame({"entity": ["orders"] * 3, "rule": ["not_null(qty)"] * 3}), cfg.lake,
-                    "silver", "quarantine", {"entity": "orders", "ingest_date": "2026-10-31"})
+    storage.publish(pl.DataFrame({"entity": ["orders"] * 3, "rule": ["not_null(qty)"] * 3,
+                                  "record_hash": ["h1", "h2", "h3"], "source_pointer": ["f:1", "f:2", "f:3"]}),
+                    cfg.lake, "silver", "quarantine", {"entity": "orders", "ingest_date": "2026-10-31"})
     runlog.record(cfg.lake, _try("r1", "extract_erp", 1, "up_for_retry", 0))
     runlog.record(cfg.lake, _try("r1", "extract_erp", 2, "success", 1))
     from lakehouse import quality
