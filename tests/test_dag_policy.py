@@ -26,7 +26,8 @@ def test_retail_daily_shape_snapshot(dagbag):
     assert sorted(dag.task_ids) == sorted([
         "extract_erp", "extract_supplier_api", "extract_inventory_drop",
         "silver_customers", "silver_inventory_counts", "silver_order_lines", "silver_orders",
-        "silver_products", "silver_supplier_performance", "silver_suppliers", "silver_warehouses",
+        "silver_products", "silver_promotions", "silver_supplier_performance", "silver_suppliers",
+        "silver_warehouses",
         "build_gold", "publish_catalog", "apply_retention", "compact_tables", "score_forecast",
         "announce_backfill",
         "check_freshness", "check_quality", "write_report",

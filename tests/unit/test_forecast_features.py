@@ -41,3 +41,43 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_after_a_shift():
     now = pl.DataFrame({"price": rng.normal(13, 2, 2000), "lag_7": rng.normal(10, 2, 2000)})
     drift = feature_drift(train, now, ["price", "lag_7"])
     assert drift.filter(pl.col("drifted"))["feature"].to_list() == ["price"]
+
+
+def test_the_days_to_predict_carry_the_promotions_known_at_the_cutoff():
+    """Sold lines show a discount only once the day is past; the calendar, keyed in ahead, gives
+    the days to predict theirs. A promotion keyed in after the cutoff is not known yet."""
+    from datetime import date, datetime
+
+    import duckdb
+
+    from pipelines.retail import forecast
+
+    con = duckdb.connect()
+    for schema in ("silver", "gold"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    con.execute("""CREATE TABLE silver.stg_orders AS SELECT 'O1' AS order_id, TIMESTAMP '2026-11-01 10:00' AS ordered_at,
+                   TIMESTAMP '2026-11-01 10:00' AS updated_at, DATE '2026-11-01' AS ingest_date""")
+    con.execute("""CREATE TABLE silver.stg_order_lines AS SELECT 'L1' AS order_line_id, 'O1' AS order_id,
+                   'SKU000001' AS product_id, 'WH01' AS warehouse_id, 3 AS quantity, 0.1 AS discount_pct,
+                   9.0 AS unit_price, TIMESTAMP '2026-11-01 10:05' AS updated_at, DATE '2026-11-01' AS ingest_date""")
+    con.execute("""CREATE TABLE gold.dim_date AS SELECT d::DATE AS date, false AS is_holiday, 1 AS day_of_week,
+                   11 AS month FROM generate_series(DATE '2026-11-01', DATE '2026-11-08', INTERVAL 1 DAY) t(d)""")
+    con.execute("""CREATE TABLE gold.dim_product AS SELECT 'SKU000001' AS product_id, 'snacks' AS category,
+                   TIMESTAMP '2026-01-01' AS valid_from, NULL::TIMESTAMP AS valid_to""")
+    promos = [("P1", date(2026, 11, 3), date(2026, 11, 5), 0.2, datetime(2026, 10, 20, 9), date(2026, 10, 20)),
+              ("P1", date(2026, 11, 3), date(2026, 11, 5), 0.3, datetime(2026, 10, 25, 9), date(2026, 10, 25)),
+              ("P2", date(2026, 11, 7), date(2026, 11, 7), 0.1, datetime(2026, 11, 2, 9), date(2026, 11, 2))]
+    calendar = pl.DataFrame(promos, schema=["promotion_id", "starts_on", "ends_on", "discount_pct", "updated_at",
+                                            "ingest_date"], orient="row").with_columns(product_id=pl.lit("SKU000001"))
+    con.register("calendar", calendar)
+    con.execute("CREATE TABLE silver.stg_promotions AS SELECT * FROM calendar")
+    daily = forecast.daily_demand(con, last_actual=date(2026, 11, 1), until=date(2026, 11, 8))
+    assert dict(zip(daily["date"], daily["discount"], strict=True)) == {
+        date(2026, 11, 1): 0.1,  # the sold line's own discount
+        date(2026, 11, 2): 0.0,
+        date(2026, 11, 3): 0.3, date(2026, 11, 4): 0.3, date(2026, 11, 5): 0.3,  # its latest version
+        date(2026, 11, 6): 0.0, date(2026, 11, 7): 0.0,  # P2 was keyed in after the cutoff
+        date(2026, 11, 8): 0.0}
+    con.execute("DROP TABLE silver.stg_promotions")  # a lake loaded before the ERP had a calendar
+    daily = forecast.daily_demand(con, last_actual=date(2026, 11, 1), until=date(2026, 11, 8))
+    assert daily["discount"].to_list() == [0.1] + [0.0] * 7
