@@ -333,7 +333,7 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
     from lakehouse import delta
 
     if table.touched_sql:
-        return _touched_by_sql(cfg, table, versions)
+        return _touched_by_sql(cfg, table)
     if not table.touched or not table.partition_by:
         return None
     touched = load_builder(table.touched)
@@ -343,9 +343,8 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
     if missing:
         raise ValueError(f"gold.{table.name}: {table.touched} must take {', '.join(missing)} "
                          "(a change in any input of the builder can touch a partition)")
-    state = storage.read_json(_consumed_path(cfg, table), {})
-    target = storage.table_dir(cfg.lake, "gold", table.name)
-    if state.get("definition") != _fingerprint(table) or not delta.is_table(target):
+    state = _consumed_state(cfg, table)
+    if state is None:
         return None
     if (versions is not None and None not in versions.values() and versions == state.get("versions")
             and "run_date" not in inspect.signature(touched).parameters):
@@ -362,15 +361,10 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
                         if name.startswith("changed_") else _input(cfg, name))
         if kwargs[name] is None:
             return None
-    by = table.partition_by
-    values = touched(**kwargs).select(pl.col(by).unique()).collect()[by].to_list()
-    stored_nulls = delta.scan(target).filter(pl.col(by).is_null()).select(pl.len()).collect().item()
-    if None in values or stored_nulls:
-        return None
-    return sorted(values)
+    return _placed(cfg, table, touched(**kwargs))
 
 
-def _touched_by_sql(cfg: DomainConfig, table: GoldTable, versions: dict[str, int | None] | None) -> list | None:
+def _touched_by_sql(cfg: DomainConfig, table: GoldTable) -> list | None:
     """``touched_partitions`` of a SQL model: its ``touched_sql`` run over ``changed_<input>`` (each
     input's changed rows, every image, from the change feed) and the inputs themselves."""
     from lakehouse import delta
@@ -381,9 +375,8 @@ def _touched_by_sql(cfg: DomainConfig, table: GoldTable, versions: dict[str, int
     if missing:
         raise ValueError(f"gold.{table.name}: touched_sql must read {', '.join(missing)} (a change in any "
                          "input of the model can touch a partition)")
-    state = storage.read_json(_consumed_path(cfg, table), {})
-    target = storage.table_dir(cfg.lake, "gold", table.name)
-    if state.get("definition") != _fingerprint(table) or not delta.is_table(target):
+    state = _consumed_state(cfg, table)
+    if state is None:
         return None
     frames: dict[str, pl.LazyFrame] = {}
     for name in inputs:
@@ -395,10 +388,28 @@ def _touched_by_sql(cfg: DomainConfig, table: GoldTable, versions: dict[str, int
             return None
         frames[f"changed_{name}"] = changed.drop(delta.CHANGE)
         frames[name] = _input(cfg, name)
+    return _placed(cfg, table, pl.SQLContext(frames).execute(table.touched_sql or ""))
+
+
+def _consumed_state(cfg: DomainConfig, table: GoldTable) -> dict | None:
+    """What the table's last build of this definition consumed; None: build it in full (another
+    definition built it, or it is not a Delta table yet)."""
+    from lakehouse import delta
+
+    state = storage.read_json(_consumed_path(cfg, table), {})
+    target = storage.table_dir(cfg.lake, "gold", table.name)
+    return state if state.get("definition") == _fingerprint(table) and delta.is_table(target) else None
+
+
+def _placed(cfg: DomainConfig, table: GoldTable, touched: pl.LazyFrame) -> list | None:
+    """The sorted partition values ``touched`` names, or None (in full) where a null partition is
+    involved: a row lands there for lack of a match, which no change of the row itself shows."""
+    from lakehouse import delta
+
     by = table.partition_by
-    values = pl.SQLContext(frames).execute(table.touched_sql).select(pl.col(by).unique()).collect()[by].to_list()
-    stored_nulls = delta.scan(target).filter(pl.col(by).is_null()).select(pl.len()).collect().item()
-    if None in values or stored_nulls:
+    values = touched.select(pl.col(by).unique()).collect()[by].to_list()
+    stored = delta.scan(storage.table_dir(cfg.lake, "gold", table.name))
+    if None in values or stored.filter(pl.col(by).is_null()).select(pl.len()).collect().item():
         return None
     return sorted(values)
 
