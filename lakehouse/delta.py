@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
@@ -76,10 +77,35 @@ def is_table(where: Location) -> bool:
     return storage.path_exists(storage.join(where, LOG_DIR))
 
 
+# Tables opened by this thread, brought up to date on each use instead of reopened: a daily run
+# opens its tables ~150 times (catalog, maintenance, commits), and an open replays the log
+# from its checkpoint (4.2 ms) where catching up with new commits reads only those (0.3 ms)
+_opened = threading.local()
+
+
 def _table(where: Location, version: int | None = None):
+    """The table at ``where``: the newest version (kept open per thread on local disk and
+    updated on each use), or ``version``."""
     from deltalake import DeltaTable
 
-    return DeltaTable(uri(where), version=version, storage_options=storage_options(where))
+    if version is not None or is_remote(where):
+        return DeltaTable(uri(where), version=version, storage_options=storage_options(where))
+    # the first commit's file identifies the table: one deleted and created again at the same
+    # place (a rebuild) has another, and must be opened afresh, never caught up from the old
+    try:
+        first = os.stat(os.path.join(uri(where), LOG_DIR, f"{0:020d}.json"))
+        identity: tuple[int, int] | None = (first.st_ino, first.st_mtime_ns)
+    except FileNotFoundError:  # no first commit (log cleaned up after a checkpoint): not kept
+        identity = None
+    cache: dict[str, tuple[tuple[int, int], object]] = _opened.__dict__.setdefault("tables", {})
+    kept = cache.get(uri(where))
+    if identity is not None and kept is not None and kept[0] == identity:
+        kept[1].update_incremental()  # type: ignore[attr-defined]
+        return kept[1]
+    table = DeltaTable(uri(where))
+    if identity is not None:
+        cache[uri(where)] = (identity, table)
+    return table
 
 
 def _literal(value: object) -> str:
@@ -394,6 +420,22 @@ def _rows(table) -> int:
 
     actions = pl.DataFrame(table.get_add_actions(flatten=True))
     return int(actions["num_records"].sum()) if "num_records" in actions.columns else 0
+
+
+def file_rows(where: Location) -> list[tuple[dict[str, str], str, int]]:
+    """(partition values as text, file URI, rows) of every data file of the newest version,
+    from the log's add actions (no data file is opened)."""
+    import polars as pl
+
+    table = _table(where)
+    root = table.table_uri.rstrip("/")
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    if actions.height == 0:
+        return []
+    parts = [c for c in actions.columns if c.startswith("partition.")]
+    return [({c.removeprefix("partition."): "" if row[c] is None else str(row[c]) for c in parts},
+             f"{root}/{row['path']}", int(row["num_records"] or 0))
+            for row in actions.select("path", "num_records", *parts).iter_rows(named=True)]
 
 
 def files(where: Location, version: int | None = None) -> list[str]:

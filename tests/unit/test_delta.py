@@ -210,3 +210,35 @@ def test_an_older_table_gets_the_properties_once_and_its_change_feed_reads_acros
     assert delta._table(root).metadata().configuration == delta.TABLE_PROPERTIES
     delta.replace_all(pl.DataFrame({"k": [1, 2], "v": ["a", "b"]}), root)
     assert delta.changes_since(root, 0).collect().select("k", "v", delta.CHANGE).rows() == [(2, "b", 1)]
+
+
+def test_a_table_kept_open_sees_other_writers_and_a_table_created_again_in_its_place(tmp_path):
+    """``delta._table`` keeps tables open per thread and catches them up: a commit made by
+    another process must be seen, and a table deleted and created again at the same path must
+    be read afresh (caught up from the old log, it would list the old table's files)."""
+    import shutil
+
+    lake = tmp_path / "lake"
+    root = storage.table_dir(lake, "gold", "checks")
+    for i in range(3):
+        _write(lake, D1 + timedelta(days=i), "silver.orders", [i])
+    assert len(delta.files(root)) == 3 and delta._table(root) is delta._table(root)  # kept open
+    # another process commits: the kept table catches up
+    code = textwrap.dedent(f"""
+        from datetime import date
+        import polars as pl
+        from deltalake import write_deltalake
+        frame = pl.DataFrame({{"check": ["x"], "failing_count": [9], "business_date": [date(2026, 12, 1)],
+                              "dataset": ["silver.orders"]}})
+        write_deltalake({str(root)!r}, frame.to_arrow(), mode="append")
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert len(delta.files(root)) == 4
+    assert storage.scan(lake, "gold", "checks").select(pl.col("failing_count").sum()).collect().item() == 12
+    # deleted and created again with a single version: never the old table's files or rows
+    shutil.rmtree(root)
+    _write(lake, D2, "silver.returns", [5])
+    assert delta.version(root) == 0
+    got = [f for f in delta.files(root)]
+    assert len(got) == 1 and "silver.returns" in got[0]
+    assert storage.scan(lake, "gold", "checks").collect()["failing_count"].to_list() == [5]
