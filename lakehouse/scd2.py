@@ -19,7 +19,9 @@ def scd2(versions: pl.LazyFrame, *, key: list[str], changed_at: str, tracked: li
     ordered = versions.sort([*key, changed_at])
     if overwrite:
         ordered = ordered.with_columns(pl.col(c).last().over(key) for c in overwrite)
-    content = pl.struct(tracked).hash(seed=0)
+    # the tracked values compared themselves, not a hash of them: two versions whose hashes
+    # collided would silently merge into one
+    content = pl.struct(tracked)
     return (
         ordered.with_columns(_content=content)
         .filter(pl.col("_content").shift(1).over(key).ne_missing(pl.col("_content")))

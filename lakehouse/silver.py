@@ -505,10 +505,11 @@ def conflicting_versions(staged: pl.LazyFrame, contract: EntityContract) -> pl.L
     """Pure: (key, ``updated_at``) pairs whose content differs between staged batches."""
     version = [*contract.primary_key, contract.updated_at]
     content = [c.name for c in contract.columns if c.name not in version]
-    # which versions disagree is cheap to find (a hash per row); the readable details are only
-    # built for those few, not for the millions of versions that agree
-    disagree = (staged.group_by(version).agg(pl.struct(content).hash(seed=0).n_unique().alias("_hashes"))
-                .filter(pl.col("_hashes") > 1).select(version))
+    # which versions disagree is cheap to find (distinct contents per version, compared exactly:
+    # a hash could collide and hide a conflict); the readable details are only built for those
+    # few, not for the millions of versions that agree
+    disagree = (staged.group_by(version).agg(pl.struct(content).n_unique().alias("_contents"))
+                .filter(pl.col("_contents") > 1).select(version))
     return (
         staged.join(disagree, on=version, how="semi", nulls_equal=True)
         .group_by(version)
