@@ -148,7 +148,9 @@ class LocalAirflow:
                 raise AssertionError(f"backfill create failed:\n{proc.stdout[-3000:]}")
             return proc.returncode == 0
 
-        wait_for(created, "backfill create to get the metadata write lock", 120, every_s=3)
+        # 300 s: on a loaded 2-core machine the scheduler took over 120 s to mark the previous
+        # backfill complete (a CI run timed out here right after the demo's backfill)
+        wait_for(created, "backfill create to get the metadata write lock", 300, every_s=3)
 
     def wait_runs(self, dag_id: str, logical_dates: list[str], timeout_s: float,
                   states: tuple[str, ...] = ("success",)) -> list[dict]:
