@@ -75,6 +75,12 @@ def _state(lake: Path) -> tuple[str, str]:
             "none" if conflicts is None or conflicts.height == 0 else storage.frame_hash(conflicts.lazy()))
 
 
+def _incremental(commit: dict) -> bool:
+    """A commit of the incremental path: a merge, or an append when the batch held new keys only."""
+    return commit["operation"] == "MERGE" or (
+        commit["operation"] == "WRITE" and commit["operationParameters"].get("mode") == "Append")
+
+
 @pytest.mark.parametrize("history", ["scd2", "latest"])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=st.lists(versions, min_size=1, max_size=24), reruns=st.lists(versions, max_size=8),
@@ -95,8 +101,9 @@ def test_incremental_build_equals_a_full_rebuild(tmp_path_factory, history, stre
     try:
         for b, frame in steps:
             day = _stage(cfg, lake, frame, b)
+            existed = delta.is_table(storage.table_dir(lake, "silver", "items"))  # the first build creates it
             silver.stage_and_build(cfg, "items", day, "prop")  # merges accumulate in this lake
-            merged += delta.history(storage.table_dir(lake, "silver", "items"), 1)[0]["operation"] == "MERGE"
+            merged += existed and _incremental(delta.history(storage.table_dir(lake, "silver", "items"), 1)[0])
             # the oracle lake: the same staged batches, rebuilt whole as `lakehouse rebuild` does
             silver.stage(oracle_cfg, "items", _stage(oracle_cfg, oracle, frame, b), "prop")
             silver.build(oracle_cfg, "items")
@@ -127,6 +134,12 @@ def test_a_small_batch_merges_its_keys_and_touches_nothing_else(tmp_path):
     assert after.filter(pl.col("item_id") == "k000")["price"].to_list() == [1.0]  # hour 1 refused
     conflicts = storage.read(tmp_path, "silver", "quarantine_conflicts", {"entity": "items"})
     assert [json.loads(k)["item_id"] for k in conflicts["_key"]] == ["k000"]
+    # day 2: new keys only: appended, no file of the table read or rewritten
+    files = set(delta.files(root))
+    silver.stage_and_build(cfg, "items", _stage(cfg, tmp_path, _batch([("k900", 1, 3.0, False, 2)], 2, "d"), 2), "t")
+    commit = delta.history(root, 1)[0]
+    assert commit["operation"] == "WRITE" and commit["operationParameters"]["mode"] == "Append", commit
+    assert files < set(delta.files(root)) and len(set(delta.files(root)) - files) == 1
     incremental = _state(tmp_path)
     silver.build(cfg, "items")
     assert _state(tmp_path) == incremental
