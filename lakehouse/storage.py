@@ -510,6 +510,8 @@ def spill_buckets(frame: pl.LazyFrame, lake: Location, key: list[str], buckets: 
     """
     scratch = _scratch(lake)
     try:
+        # Polars' hash only places rows in this call's scratch files, removed on exit: no value
+        # outlives the process, so a hash that changes between Polars versions is harmless here
         frame.with_columns(_bucket=pl.struct(key).hash(seed=0) % buckets).sink_parquet(
             pl.PartitionBy(scratch, key="_bucket", include_key=False), mkdir=True, compression="lz4")
         dirs = sorted(scratch.glob("_bucket=*"), key=lambda d: int(d.name.split("=", 1)[1]))
@@ -810,7 +812,11 @@ def content_hash(lake: Location, layer: str, table: str, *, ignore: Iterable[str
 
 
 def frame_hash(lf: pl.LazyFrame, *, ignore: Iterable[str] = ()) -> str:
-    """``content_hash`` of any frame (e.g. a filtered table)."""
+    """``content_hash`` of any frame (e.g. a filtered table).
+
+    For comparing lakes built by one installation (tests, rebuild checks): Polars' row hash is
+    not specified across versions, so a digest is never stored or compared with another
+    version's."""
     skip = VOLATILE_COLUMNS | set(ignore)
     cols = sorted(c for c in lf.collect_schema().names() if c not in skip)
     hashes = lf.select(pl.struct(cols).hash(seed=0).alias("h")).sort("h").collect()["h"]
