@@ -37,7 +37,15 @@ CHECKPOINT_INTERVAL = "delta.checkpointInterval"
 # a reader replays the JSON commits after the newest checkpoint: delta-rs' default of one
 # checkpoint per 100 commits made every open of a daily-written table replay up to 99 of them
 # (30 ms against 6.5 ms at 95 commits, and Polars' scan 250 ms against 9 ms: docs/FACTS.md)
-TABLE_PROPERTIES = {CHANGE_FEED: "true", CHECKPOINT_INTERVAL: "10"}
+TARGET_FILE_SIZE = "delta.targetFileSize"
+# the size every writer of a table (merge, append, overwrite) cuts its files at. delta-rs'
+# default of 100 MB made a merge write the rows it rewrote and the rows it inserted into one
+# file: a key-ordered silver table's newest file took each day's new keys, and each day's
+# merge of the lookback's keys rewrote that whole file again (retail 2,000 x 12: 523k -> 629k
+# rows copied in 5 days, growing by a day's lines every day). At 8 MB the merge rewrites
+# the few files around the lookback's keys, whatever the history
+FILE_BYTES = 8 << 20
+TABLE_PROPERTIES = {CHANGE_FEED: "true", CHECKPOINT_INTERVAL: "10", TARGET_FILE_SIZE: str(FILE_BYTES)}
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 CHANGE = "_change"  # signed row count of a net change (``changes_since``)
 # a whole-table rewrite's change feed holds the table twice: past this size a consumer

@@ -470,10 +470,10 @@ def _rebuild(cfg: DomainConfig, contract: EntityContract) -> None:
                 (history(part, contract, cfg.timezone).sort(contract.primary_key).collect()
                  .write_parquet(tmp / f"bucket-{i:05d}.parquet"))
             delta.replace_all(_key_ordered([pl.scan_parquet(f) for f in sorted(tmp.glob("bucket-*.parquet"))],
-                                           contract.primary_key), root, target_file_size=FILE_BYTES)
+                                           contract.primary_key), root, target_file_size=delta.FILE_BYTES)
     else:
         delta.replace_all(history(staged, contract, cfg.timezone).sort(contract.primary_key), root,
-                          target_file_size=FILE_BYTES)
+                          target_file_size=delta.FILE_BYTES)
 
 
 def _key_ordered(buckets: list[pl.LazyFrame], key: list[str]) -> pl.LazyFrame:
@@ -483,11 +483,6 @@ def _key_ordered(buckets: list[pl.LazyFrame], key: list[str]) -> pl.LazyFrame:
     if len(key) != 1:
         return pl.concat(buckets)
     return functools.reduce(lambda a, b: a.merge_sorted(b, key=key[0]), buckets)
-
-
-# Silver files of about this size, each a key range (within a hash bucket when bucketed): a
-# merge rewrites only the files whose key range its keys fall in, not the whole table
-FILE_BYTES = 8 << 20
 
 
 # Above this many staged rows, ``build`` works in hash buckets of the key (bounded memory: the
