@@ -160,6 +160,16 @@ def replace_where(frame: pl.DataFrame | pl.LazyFrame, where: Location, values: M
                    predicate=predicate({k: typed(v) for k, v in values.items()}))
 
 
+def delete_where(where: Location, values: Mapping[str, object]) -> int:
+    """Delete the rows whose ``values`` columns match (a partition), in one commit; returns the
+    version. Their files stay readable by earlier versions until ``vacuum``. Fenced (ADR 0016)."""
+    from lakehouse.storage import _fenced
+
+    with _fenced():
+        _table(where).delete(predicate({k: typed(v) for k, v in values.items()}))
+    return _table(where).version()
+
+
 def replace_all(frame: pl.DataFrame | pl.LazyFrame, where: Location, *,
                 target_file_size: int | None = None) -> int:
     """Make ``frame`` the whole content of an unpartitioned table, in one commit.
@@ -299,14 +309,27 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
                 .execute())
 
 
+def key_filter(column: str, values: pl.Series) -> pl.Expr:
+    """Rows whose ``column`` is one of ``values``, said so that a scan skips what it can: the
+    values' range and a literal list, both of which Polars' Delta scan checks against each
+    file's statistics in the log. An imploded Series (``is_in(values.implode())``) is not
+    checked so, and read every file: 0.24-0.35 s against 0.09-0.12 s for a day's 89k order
+    lines in a year of silver, 0.35-0.44 s against 0.01-0.03 s for 1k keys in 365 batches."""
+    import polars as pl
+
+    distinct = values.drop_nulls().unique()
+    if distinct.is_empty():
+        return pl.col(column).is_in(values.to_list())  # none, or only nulls: nothing to range over
+    return (pl.col(column).is_between(pl.lit(distinct.min(), values.dtype), pl.lit(distinct.max(), values.dtype))
+            & pl.col(column).is_in(values.unique().to_list()))
+
+
 def _present(where: Location, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
     """The distinct ``keys`` the table holds, read from its key columns alone (files whose
     statistics rule the keys out are skipped); silver has one writer per table, so none can
     be added between this read and the caller's commit."""
-    import polars as pl
 
-    wanted = pl.col(key[0]).is_in(keys.get_column(key[0]).unique().implode())
-    found = scan(where).select(key).filter(wanted)
+    found = scan(where).select(key).filter(key_filter(key[0], keys.get_column(key[0])))
     if len(key) > 1:
         found = found.join(keys.lazy().select(key), on=key, how="semi", nulls_equal=True)
     return found.unique().collect(engine="streaming")
@@ -330,6 +353,10 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
         mode, options["schema_mode"] = "overwrite", "overwrite"
     else:
         mode, options["predicate"] = "overwrite", predicate
+        if set(lf.collect_schema().names()) != set(scan(where).collect_schema().names()):
+            # a staged batch with a column the source added (schema drift ``evolve``): the table
+            # takes the column, earlier partitions read it as null
+            options["schema_mode"] = "merge"
     with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
         if target_file_size is None:
             lf.sink_delta(uri(where), mode=mode, storage_options=storage_options(where),
@@ -499,9 +526,11 @@ def vacuum(where: Location, retention_hours: float) -> list[str]:
     """Delete files no version younger than ``retention_hours`` needs; returns them."""
     import math
 
-    # rounded up: a file younger than the grace period may still be read
+    # rounded up: a file younger than the grace period may still be read. ``full``: also the
+    # files no commit ever named (a writer killed after its first 8 MB file was flushed, before
+    # its commit); delta-rs' default (lite) looks only at files the log removed
     return _table(where).vacuum(retention_hours=math.ceil(retention_hours), dry_run=False,
-                                enforce_retention_duration=False)
+                                enforce_retention_duration=False, full=True)
 
 
 def optimize(where: Location, target_size: int | None = None) -> dict:

@@ -42,7 +42,7 @@ def apply_retention(cfg: DomainConfig, run_date: date) -> dict[str, int]:
     """Retire expired partitions, then delete retired files older than the grace period."""
     expired = expired_partitions(cfg, run_date)
     for layer, table, part in expired:
-        storage.retire(storage.data_file(cfg.lake, layer, table, part))
+        storage.drop_partition(cfg.lake, layer, table, part)
     removed = storage.vacuum(cfg.lake, cfg.retention.grace_hours)
     log.info("retention as of %s: %d partitions retired, %d old files deleted", run_date, len(expired),
              len(removed))

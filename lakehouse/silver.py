@@ -350,10 +350,10 @@ PENDING = "silver_pending_keys"
 def staged_keys(cfg: DomainConfig, entity: str, run_date: date) -> pl.DataFrame:
     """The distinct primary keys of one staged batch (none when it was never staged)."""
     contract = cfg.contract(entity)
-    path = storage.data_file(cfg.lake, "silver", stg_table(entity), {"ingest_date": run_date.isoformat()})
-    if not storage.path_exists(path):
+    batch = storage.scan_partition(cfg.lake, "silver", stg_table(entity), {"ingest_date": run_date.isoformat()})
+    if batch is None:
         return pl.DataFrame(schema={k: polars_schema(contract)[k] for k in contract.primary_key})
-    return pl.scan_parquet(path).select(contract.primary_key).unique().collect()
+    return batch.select(contract.primary_key).unique().collect()
 
 
 def build(cfg: DomainConfig, entity: str, *, touched: pl.DataFrame | None = None) -> int:
@@ -393,10 +393,14 @@ def _merge_touched(cfg: DomainConfig, contract: EntityContract, touched: pl.Data
     if keys.height > MERGE_MAX_SHARE * max(storage.row_count(cfg.lake, "silver", contract.entity), 1):
         return False
     staged = storage.scan(cfg.lake, "silver", stg_table(contract.entity), union_schema=True)
-    if len(key) == 1:  # a literal list: Parquet statistics skip row groups without those keys
-        subset = staged.filter(pl.col(key[0]).is_in(keys.get_column(key[0]).implode()))
-    else:
-        subset = staged.join(keys.lazy(), on=key, how="semi", nulls_equal=True)
+    if len(key) == 1:  # files whose statistics rule the keys out are skipped
+        subset = staged.filter(delta.key_filter(key[0], keys.get_column(key[0])))
+    else:  # pruned by the first key column, then matched exactly
+        first = keys.get_column(key[0])
+        pruned = delta.key_filter(key[0], first)
+        if first.has_nulls():  # a null matches a null here (``nulls_equal``)
+            pruned = pruned | pl.col(key[0]).is_null()
+        subset = staged.filter(pruned).join(keys.lazy(), on=key, how="semi", nulls_equal=True)
     subset = subset.collect().lazy()  # the touched keys' history: small, read once
     conflicts = conflicting_versions(subset, contract).collect() if contract.updated_at else None
     rows = history(_without_conflicts(subset, conflicts, contract), contract, cfg.timezone).collect()

@@ -1,5 +1,10 @@
 """The one I/O module: where tables live, how partitions are published, how they are read.
 
+Silver and gold tables are Delta tables (``DELTA_LAYERS``, ADR 0019): ``publish``,
+``publish_batches``, ``read``, ``scan``, ``exists``, ``partitions`` and ``drop_partition`` route
+to ``lakehouse.delta``, and every change is one Delta commit. Bronze still uses the file
+protocol described here, until it moves too.
+
 Layout: ``<lake>/<layer>/<table>/[<key>=<value>/...]data.parquet``. A partition is
 exactly one Parquet file, so publishing it is one atomic ``os.replace`` of a fully
 written, fsynced temporary file in the same directory (ADR 0001). Readers therefore
@@ -40,10 +45,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
-# Layers whose every table is a Delta table written through ``publish`` (ADR 0019); silver's entity
-# tables are Delta too, written by ``silver.build`` through ``lakehouse.delta`` (ADR 0020); the
-# rest still publish one file per partition
-DELTA_LAYERS = frozenset({"gold"})
+# Layers whose every table is a Delta table (ADR 0019): written through ``publish`` and
+# ``publish_batches`` (staged batches, quarantine) or by ``silver.build`` through ``lakehouse.delta``
+# (silver's entity tables, ADR 0020). Bronze still publishes one file per partition
+DELTA_LAYERS = frozenset({"silver", "gold"})
 LAYERS = ("bronze", "silver", "gold", "_state")
 # Columns whose value legitimately differs between two identical runs (wall clock, run id).
 VOLATILE_COLUMNS = frozenset({"_ingested_at", "_run_id"})
@@ -222,8 +227,27 @@ def _sql_list(files: Iterable[Location]) -> str:
 def read(lake: Location, layer: str, table: str,
          partition: Mapping[str, str] | None = None) -> pl.DataFrame | None:
     """One partition in memory (a batch-sized file), or None when it was never published."""
+    lf = scan_partition(lake, layer, table, partition)
+    return None if lf is None else lf.collect()
+
+
+def scan_partition(lake: Location, layer: str, table: str,
+                   partition: Mapping[str, str] | None = None) -> pl.LazyFrame | None:
+    """One partition's rows, lazily, without its partition columns (as a ``key=value`` file
+    holds them); None when it was never published (or, on Delta, holds no rows)."""
+    root = table_dir(lake, layer, table)
+    if _is_delta(root):
+        from lakehouse import delta
+
+        if not exists(lake, layer, table, partition):
+            return None
+        values = dict(partition or {})
+        # typed as the partition columns were written (``delta.typed``): equality on them prunes
+        # the other partitions' files from the log alone
+        return delta.scan(root).filter(*[pl.col(k) == pl.lit(delta.typed(v)) for k, v in values.items()] or
+                                       [pl.lit(True)]).drop(list(values))
     path = data_file(lake, layer, table, partition)
-    return pl.read_parquet(path) if path_exists(path) else None
+    return pl.scan_parquet(path) if path_exists(path) else None
 
 
 def read_batches(path: Location, rows: int) -> Iterator[pl.DataFrame]:
@@ -407,27 +431,53 @@ def publish_batches(
     consistent types (as the extractors do) writes one well-typed file.
     """
     if layer in DELTA_LAYERS:
-        raise StorageError(f"{layer}.{table}: batches are streamed into file-protocol layers only")
+        # streamed into a private local file first (bounded memory), then one Delta commit that
+        # replaces the partition: readers see the old batch or the new one
+        with scratch_dir(lake) as tmp:
+            rows, wrote = _write_batches(batches, tmp / DATA_FILE, layer)
+            if wrote:
+                publish(pl.scan_parquet(tmp / DATA_FILE), lake, layer, table, partition)
+            elif exists(lake, layer, table, partition):  # no batch at all: the partition is empty now
+                drop_partition(lake, layer, table, partition or {})
+        return rows
     target_dir = partition_dir(lake, layer, table, partition)
-    rows = 0
     with _atomic_file(target_dir) as tmp:
-        writer: pq.ParquetWriter | None = None
-        schema: pl.Schema | None = None
-        try:
-            for batch in batches:
-                if writer is None:
-                    schema = batch.schema
-                    writer = pq.ParquetWriter(tmp, batch.to_arrow().schema, compression=codec(layer))
-                elif batch.schema != schema:
-                    batch = batch.select(schema.names()).cast(dict(schema))
-                writer.write_table(batch.to_arrow())
-                rows += batch.height
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
+        rows, wrote = _write_batches(batches, tmp, layer)
+        if not wrote:
             pl.DataFrame().write_parquet(tmp)
     return rows
+
+
+def _write_batches(batches: Iterable[pl.DataFrame], path: Path, layer: str) -> tuple[int, bool]:
+    """Stream ``batches`` into one Parquet file; (rows, whether any batch came)."""
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    schema: pl.Schema | None = None
+    try:
+        for batch in batches:
+            if writer is None:
+                schema = batch.schema
+                writer = pq.ParquetWriter(path, batch.to_arrow().schema, compression=codec(layer))
+            elif batch.schema != schema:
+                batch = batch.select(schema.names()).cast(dict(schema))
+            writer.write_table(batch.to_arrow())
+            rows += batch.height
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows, writer is not None
+
+
+def drop_partition(lake: Location, layer: str, table: str, partition: Mapping[str, str]) -> None:
+    """Take one partition out of a table (retention): on Delta a delete commit (its files stay
+    readable by older versions until vacuum), else its file is retired (``retire``)."""
+    root = table_dir(lake, layer, table)
+    if _is_delta(root):
+        from lakehouse import delta
+
+        delta.delete_where(root, partition)
+    else:
+        retire(data_file(lake, layer, table, partition))
 
 
 def publish_table(frame: pl.LazyFrame | pl.DataFrame, lake: Location, layer: str, table: str, *,
@@ -676,7 +726,9 @@ def _hidden_files(base: Location) -> Iterator[tuple[Location, float]]:
 
 def exists(lake: Location, layer: str, table: str, partition: Mapping[str, str] | None = None) -> bool:
     if _is_delta(table_dir(lake, layer, table)):
-        return {k: str(v) for k, v in (partition or {}).items()} in partitions(lake, layer, table)
+        if not partition:  # an unpartitioned table: published once it has a version
+            return True
+        return {k: str(v) for k, v in partition.items()} in partitions(lake, layer, table)
     return path_exists(data_file(lake, layer, table, partition))
 
 

@@ -25,8 +25,8 @@ WRITER = textwrap.dedent("""
     frame = pl.LazyFrame({"k": range(n)}).with_columns(v=pl.lit(version), s=pl.col("k").cast(pl.String))
     storage.publish(frame, Path(sys.argv[1]), sys.argv[4], "t", {"ingest_date": "2024-01-01"})
 """)
-# silver publishes one file per partition by rename (ADR 0001); gold commits Delta versions (ADR 0019)
-LAYERS = pytest.mark.parametrize("layer", ["silver", "gold"])
+# bronze publishes one file per partition by rename (ADR 0001); gold commits Delta versions (ADR 0019)
+LAYERS = pytest.mark.parametrize("layer", ["bronze", "gold"])
 ROWS = 3_000_000
 
 
@@ -55,15 +55,15 @@ def test_killed_publishes_leave_old_or_new_partition_never_a_mix(tmp_path, layer
         seen.add("new" if versions == {trial} else "old")
         # the reader that analysts use sees the same thing (a live glob for the file-per-partition
         # layout; for a Delta table, the files of its current version, as the catalog reads them)
-        source = (f"'{tmp_path}/silver/t/**/data.parquet'" if layer == "silver"
+        source = (f"'{tmp_path}/bronze/t/**/data.parquet'" if layer == "bronze"
                   else storage.table_source(tmp_path, layer, "t"))
         n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({source})").fetchone()
         assert n[0] == ROWS
         if versions != {trial}:
             assert _write(tmp_path, trial, layer).wait() == 0  # rerun after the crash
             assert _state(tmp_path, layer) == (ROWS, {trial})
-    if layer == "silver":
-        visible = [p.name for p in (tmp_path / "silver" / "t").rglob("*") if p.is_file()]
+    if layer == "bronze":
+        visible = [p.name for p in (tmp_path / "bronze" / "t").rglob("*") if p.is_file()]
         assert visible.count("data.parquet") == 1
     else:  # files of killed writers were never committed; vacuum removes them with the replaced ones
         storage.vacuum(tmp_path, grace_hours=0)
@@ -135,7 +135,7 @@ def test_readers_never_see_a_torn_partition_while_it_is_republished_200_times(tm
     assert not problems, problems[:5]
     assert len(versions) >= 10, f"the readers saw only {len(versions)} versions in {reads} reads"
     storage.vacuum(tmp_path, grace_hours=0)
-    if layer == "silver":
+    if layer == "bronze":
         assert not list((tmp_path / "_state" / storage.SNAPSHOTS).iterdir())  # snapshots vacuumed
     else:  # a Delta table needs no snapshots: vacuum leaves only the current version's files
         assert not (tmp_path / "_state" / storage.SNAPSHOTS).exists()

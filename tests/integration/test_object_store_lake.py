@@ -101,21 +101,21 @@ def test_the_pipeline_on_s3_equals_the_pipeline_on_local_disk(tiny, s3_endpoint,
     names = [k.rsplit("/", 1)[1] for k in keys]
     # Delta tables (ADR 0019): immutable part files and their commit log, nothing else
     delta_roots = {k.split("/_delta_log/")[0] for k in keys if "/_delta_log/" in k}
-    # every gold table and every silver entity is a Delta table; staged batches, the
-    # quarantine and bronze are not yet
-    gold_tables = {k.split("/")[2] for k in keys if k.startswith(f"{BUCKET}-gold/retail/") and
-                   not k.split("/")[2].startswith("_")}
-    entities = {c.entity for c in local.contracts}
-    assert delta_roots == ({f"{BUCKET}-gold/retail/{t}" for t in gold_tables}
-                           | {f"{BUCKET}-silver/retail/{e}" for e in entities}), delta_roots
+    # every gold and silver table (entities, staged batches, quarantine) is a Delta table;
+    # bronze is not yet
+    tables = {"/".join(k.split("/")[:3]) for k in keys
+              if k.startswith((f"{BUCKET}-gold/retail/", f"{BUCKET}-silver/retail/"))
+              and not k.split("/")[2].startswith("_")}
+    assert {t.rsplit("/", 1)[1] for t in tables} >= {f"stg_{c.entity}" for c in local.contracts} | {"quarantine"}
+    assert delta_roots == tables, delta_roots ^ tables
     in_delta = [k for k in keys if k.startswith(tuple(f"{r}/" for r in delta_roots))]
     assert all("/_delta_log/" in k or k.rsplit("/", 1)[1].startswith("part-") for k in in_delta), in_delta[:5]
     odd = [n for k, n in zip(keys, names, strict=True) if k not in in_delta
            and not (n.endswith(".json") or n.startswith((".retired-", "data-")))]
     assert not odd, odd[:5]
-    # each silver partition's current object is what readers get
-    assert sum(n.startswith("data-") for n in names) >= len(storage.partitions(remote.lake, "silver",
-                                                                               "stg_order_lines"))
+    # each bronze partition's current object is what readers get
+    assert sum(n.startswith("data-") for n in names) >= len(storage.partitions(remote.lake, "bronze",
+                                                                               "erp__order_lines"))
 
     with catalog.connect_read_only(remote) as con:
         lines_s3 = con.execute("SELECT count(*), round(sum(net_amount), 4) FROM gold.fct_order_lines").fetchone()
@@ -139,7 +139,7 @@ i = 0
 while True:
     i += 1
     frame = pl.DataFrame({"version": [i] * rows, "row": range(rows)})
-    storage.publish(frame, lake, "silver", "torn", {"day": "2026-01-01"})
+    storage.publish(frame, lake, "bronze", "torn", {"day": "2026-01-01"})
     print(i, flush=True)
 """
 
@@ -150,8 +150,8 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     objects keep the guarantee: a writer is killed with SIGKILL at random points while a
     reader loops over the table; every read is one whole version."""
     lake = f"s3://{BUCKET}/torn"
-    rows = 300_000  # ~350 KB of zstd (silver): uploads take long enough to be killed mid-way
-    storage.publish(pl.DataFrame({"version": [0] * rows, "row": range(rows)}), lake, "silver", "torn",
+    rows = 300_000  # ~350 KB of zstd (bronze): uploads take long enough to be killed mid-way
+    storage.publish(pl.DataFrame({"version": [0] * rows, "row": range(rows)}), lake, "bronze", "torn",
                     {"day": "2026-01-01"})
     seen: set[int] = set()
     errors: list[str] = []
@@ -160,7 +160,7 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     def reader() -> None:
         while not stop.is_set():
             try:
-                got = storage.scan(lake, "silver", "torn").select(
+                got = storage.scan(lake, "bronze", "torn").select(
                     pl.col("version").n_unique().alias("versions"), pl.col("version").first(),
                     pl.len().alias("rows")).collect()
             except Exception as exc:  # any read error is the failure under test
@@ -193,10 +193,10 @@ def test_readers_see_a_whole_partition_while_writers_are_killed_mid_upload(s3_en
     assert not errors, errors[:3]
     assert published >= 3, "the writer never completed a publish: the test proves nothing"
     assert len(seen) >= 2, f"the reader saw only versions {seen}"
-    final = storage.scan(lake, "silver", "torn").collect()
+    final = storage.scan(lake, "bronze", "torn").collect()
     assert final["version"].n_unique() == 1 and final.height == rows
     # a killed upload leaves no visible object; vacuum then keeps only the current one
-    current = storage.data_file(lake, "silver", "torn", {"day": "2026-01-01"})
+    current = storage.data_file(lake, "bronze", "torn", {"day": "2026-01-01"})
     assert storage.vacuum(lake, grace_hours=1) == []  # superseded just now: a reader may hold one
     removed = storage.vacuum(lake, grace_hours=0)
     assert len(removed) >= published

@@ -25,7 +25,7 @@ NASTY = st.one_of(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=NASTY)
 def test_a_partition_value_is_refused_or_reads_back_unchanged_inside_the_table(tmp_path, value):
-    """Both table kinds: one file per partition (silver) and Delta (gold, whose partition
+    """Both table kinds: one file per partition (bronze) and Delta (gold, whose partition
     values are typed like Hive's: a value must still read back as the text it was)."""
     import uuid
 
@@ -34,7 +34,7 @@ def test_a_partition_value_is_refused_or_reads_back_unchanged_inside_the_table(t
         target = storage.partition_dir(tmp_path, "gold", "t", {"k": value})
     except storage.StorageError:
         return
-    for layer in ("silver", "gold"):
+    for layer in ("bronze", "gold"):
         root = storage.table_dir(tmp_path, layer, "t")
         assert target.resolve().is_relative_to(storage.table_dir(tmp_path, "gold", "t").resolve()), target
         storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": value})
@@ -74,7 +74,7 @@ def test_quoted_identifiers_and_strings_never_break_out_of_their_quotes(name):
     con.close()
 
 
-@pytest.mark.parametrize("layer", ["silver", "gold"])
+@pytest.mark.parametrize("layer", ["bronze", "gold"])
 @pytest.mark.parametrize("value", ["2026-01-01", "WH01", "a.b:c+d-e_f", "42"])
 def test_ordinary_values_round_trip(tmp_path, value, layer):
     storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": value})
@@ -84,7 +84,7 @@ def test_ordinary_values_round_trip(tmp_path, value, layer):
 @pytest.mark.parametrize("layer", [
     # Hive inference reads the file protocol's folder k=007 back as 7 (known, not fixed: its
     # partition values are dates); a Delta table keeps the text
-    pytest.param("silver", marks=pytest.mark.xfail(reason="Hive-inferred folder value", strict=True)),
+    pytest.param("bronze", marks=pytest.mark.xfail(reason="Hive-inferred folder value", strict=True)),
     "gold"])
 def test_a_zero_padded_code_reads_back_as_text(tmp_path, layer):
     storage.publish(pl.DataFrame({"v": [1]}), tmp_path, layer, "t", {"k": "007"})

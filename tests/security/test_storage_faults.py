@@ -18,12 +18,12 @@ def _hidden(tmp_path):
     return [p for p in tmp_path.rglob(".*") if p.is_file()]
 
 
-# The file-per-partition protocol (bronze, silver). Delta tables (gold) commit in delta-rs' own
+# The file-per-partition protocol (bronze). Delta tables (silver, gold) commit in delta-rs' own
 # code, which Python can't inject into: their atomicity is proven by kill -9 (test_atomicity).
 @pytest.mark.parametrize("fault", ["fsync", "rename", "disk_full"])
 def test_a_failing_publish_keeps_the_previous_version(tmp_path, monkeypatch, fault):
-    storage.publish(pl.DataFrame({"v": [1, 2, 3]}), tmp_path, "silver", "t", PART)
-    before = storage.content_hash(tmp_path, "silver", "t")
+    storage.publish(pl.DataFrame({"v": [1, 2, 3]}), tmp_path, "bronze", "t", PART)
+    before = storage.content_hash(tmp_path, "bronze", "t")
 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO if fault != "disk_full" else errno.ENOSPC, f"injected {fault} failure")
@@ -38,13 +38,13 @@ def test_a_failing_publish_keeps_the_previous_version(tmp_path, monkeypatch, fau
             def batches():
                 yield new
                 broken()
-            storage.publish_batches(batches(), tmp_path, "silver", "t", PART)
+            storage.publish_batches(batches(), tmp_path, "bronze", "t", PART)
         else:
-            storage.publish(new, tmp_path, "silver", "t", PART)
+            storage.publish(new, tmp_path, "bronze", "t", PART)
     monkeypatch.undo()
-    assert storage.content_hash(tmp_path, "silver", "t") == before
-    assert storage.scan(tmp_path, "silver", "t").select(pl.len()).collect().item() == 3
+    assert storage.content_hash(tmp_path, "bronze", "t") == before
+    assert storage.scan(tmp_path, "bronze", "t").select(pl.len()).collect().item() == 3
     assert _hidden(tmp_path) == []  # no temp file left next to the data
     # the next publish works as if nothing happened
-    storage.publish(new, tmp_path, "silver", "t", PART)
-    assert storage.row_count(tmp_path, "silver", "t") == 1000
+    storage.publish(new, tmp_path, "bronze", "t", PART)
+    assert storage.row_count(tmp_path, "bronze", "t") == 1000

@@ -135,14 +135,14 @@ def test_vacuum_removes_abandoned_temp_files_only_after_grace(tmp_path):
     import os
     import time
 
-    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "silver", "t")
-    tmp = tmp_path / "silver" / "t" / ".data.parquet.dead.tmp"
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "bronze", "t")
+    tmp = tmp_path / "bronze" / "t" / ".data.parquet.dead.tmp"
     tmp.write_bytes(b"half written")
     assert storage.vacuum(tmp_path, grace_hours=1) == []
     old = time.time() - 7200
     os.utime(tmp, (old, old))
     assert storage.vacuum(tmp_path, grace_hours=1) == [tmp]
-    assert storage.exists(tmp_path, "silver", "t")
+    assert storage.exists(tmp_path, "bronze", "t")
 
 
 def test_a_lake_root_with_layer_names_one_bucket_or_folder_per_layer(tmp_path):
@@ -156,9 +156,9 @@ def test_a_lake_root_with_layer_names_one_bucket_or_folder_per_layer(tmp_path):
     assert not storage.is_remote(tmp_path) and not storage.is_remote(str(tmp_path))
     # the same template works on local disk: every layer is its own folder
     local = f"{tmp_path}/lake-{{layer}}"
-    storage.publish(pl.DataFrame({"v": [1]}), local, "silver", "t")
-    assert (tmp_path / "lake-silver" / "t" / storage.DATA_FILE).exists()
-    assert storage.tables(local, "silver") == ["t"] and storage.row_count(local, "silver", "t") == 1
+    storage.publish(pl.DataFrame({"v": [1]}), local, "bronze", "t")
+    assert (tmp_path / "lake-bronze" / "t" / storage.DATA_FILE).exists()
+    assert storage.tables(local, "bronze") == ["t"] and storage.row_count(local, "bronze", "t") == 1
 
 
 def test_a_file_from_another_file_system_is_copied_in_then_renamed(tmp_path, monkeypatch):
@@ -184,14 +184,14 @@ def test_locks_live_where_every_worker_sees_them(tmp_path, monkeypatch):
 
 
 def test_scans_pin_a_snapshot_reused_until_the_table_changes(tmp_path):
-    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "silver", "t", {"d": "2026-01-01"})
+    storage.publish(pl.DataFrame({"v": [1]}), tmp_path, "bronze", "t", {"d": "2026-01-01"})
     snaps = tmp_path / "_state" / storage.SNAPSHOTS
-    first = storage.scan(tmp_path, "silver", "t")
-    storage.scan(tmp_path, "silver", "t")
+    first = storage.scan(tmp_path, "bronze", "t")
+    storage.scan(tmp_path, "bronze", "t")
     assert len(list(snaps.iterdir())) == 1  # unchanged table: the same snapshot again
-    storage.publish(pl.DataFrame({"v": [2, 3]}), tmp_path, "silver", "t", {"d": "2026-01-01"})
+    storage.publish(pl.DataFrame({"v": [2, 3]}), tmp_path, "bronze", "t", {"d": "2026-01-01"})
     assert first.collect()["v"].to_list() == [1]  # a scan made before keeps reading its files
-    assert storage.scan(tmp_path, "silver", "t").collect()["v"].to_list() == [2, 3]
+    assert storage.scan(tmp_path, "bronze", "t").collect()["v"].to_list() == [2, 3]
     assert len(list(snaps.iterdir())) == 2
     storage.vacuum(tmp_path, grace_hours=0)
     assert list(snaps.iterdir()) == []
