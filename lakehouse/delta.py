@@ -353,9 +353,12 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
         mode, options["schema_mode"] = "overwrite", "overwrite"
     else:
         mode, options["predicate"] = "overwrite", predicate
-        if set(lf.collect_schema().names()) != set(scan(where).collect_schema().names()):
+        if set(lf.collect_schema().names()) - set(scan(where).collect_schema().names()):
             # a staged batch with a column the source added (schema drift ``evolve``): the table
-            # takes the column, earlier partitions read it as null
+            # takes the column, earlier partitions read it as null. Only then: a merge commits
+            # the table's metadata again, which concurrent writers of other partitions (silver
+            # tasks recording quality checks) refuse as a conflict; a missing column is written
+            # as null without it
             options["schema_mode"] = "merge"
     with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
         if target_file_size is None:

@@ -50,7 +50,18 @@ def _corrupt_drop_arriving_on(landing, day) -> tuple:
 
 
 def staged_inventory_days(tiny) -> list[str]:
-    return sorted(p["ingest_date"] for p in storage.partitions(tiny.cfg.lake, "silver", "stg_inventory_counts"))
+    """The days whose inventory batch passed silver's gate, from the quality history, which has
+    a row for every batch: a day whose count file another concurrent run took stages an empty
+    batch, and an empty batch puts no partition in the (Delta) staged table."""
+    from lakehouse import quality
+
+    checks = quality.history(tiny.cfg)
+    if checks is None:
+        return []
+    passed = (checks.filter(pl.col("dataset") == "silver.inventory_counts", pl.col("check") == "quarantine_rate")
+              .group_by("business_date").agg((pl.col("status") != quality.BLOCKED).all().alias("ok"))
+              .filter("ok").collect())
+    return sorted(d.isoformat() for d in passed["business_date"])
 
 
 def _ui_grid_screenshot(cluster: Standalone) -> None:
