@@ -23,6 +23,7 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.storage import Location, is_remote
@@ -338,11 +339,36 @@ def _present(where: Location, key: list[str], keys: pl.DataFrame) -> pl.DataFram
 def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None,
             target_file_size: int | None = None) -> int:
     """One Delta commit of ``lf``: created on the first write; else rows matching ``predicate``
-    replaced (all rows, and the schema, when there is none). Fenced (ADR 0016)."""
+    replaced (all rows, and the schema, when there is none). Fenced (ADR 0016).
+
+    Writers of different partitions of one table run at once (silver tasks of a run share the
+    quarantine and the quality checks, backfill runs share the staged batches), so several may
+    find no table and create it together. delta-rs then refuses some of those commits
+    ("Protocol changed since last commit") and lets another land as a second metadata change,
+    which fails a concurrent writer of another partition ("Metadata changed"; 1-2 of 40
+    commits of 4 racing writers, measured). So a table is created under a lock (the only
+    lock Delta writes need here), and a writer that finds it created meanwhile writes into it.
+    """
+    if not is_table(where):
+        from lakehouse import storage
+
+        lake, layer, table = str(where).rstrip("/").rsplit("/", 2)
+        with storage.locked(lake if storage.is_remote(where) else Path(lake), f"create_{layer}_{table}"):
+            if not is_table(where):
+                _write(lf, where, creating=True, partition_by=partition_by, predicate=predicate,
+                       target_file_size=target_file_size)
+                return _table(where).version()
+    _write(lf, where, creating=False, partition_by=partition_by, predicate=predicate,
+           target_file_size=target_file_size)
+    return _table(where).version()
+
+
+def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: list[str], predicate: str | None,
+           target_file_size: int | None) -> None:
     from lakehouse.storage import _fenced
 
     options: dict[str, object] = {} if target_file_size is None else {"target_file_size": target_file_size}
-    if not is_table(where):
+    if creating:
         mode = "append"
         # every table keeps a change feed, so a consumer can read what changed since the
         # version it last consumed (``changes_since``) instead of the whole table
@@ -369,7 +395,6 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
 
             write_deltalake(uri(where), _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
                             **options)  # type: ignore[arg-type]
-    return _table(where).version()
 
 
 def _ordered_batches(lf: pl.LazyFrame):

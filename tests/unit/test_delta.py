@@ -270,3 +270,32 @@ def test_a_daily_merge_rewrites_the_files_around_its_keys_not_everything_since_t
     assert got.filter(pl.col("k") == f"L{16 * per_day:09d}")["v"].item() == 16
     assert got.filter(pl.col("k") == f"L{13 * per_day:09d}")["v"].item() == 15  # its last re-read
     assert max(copied[-4:]) <= max(copied[:4]) + per_day // 2, copied  # flat, not a day's rows more each day
+
+
+RACER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import polars as pl
+    from lakehouse import delta
+    root, worker, start = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    time.sleep(max(0.0, start - time.time()))  # every racer's first write at the same moment
+    for day in range(1, 6):
+        delta.replace_where(pl.DataFrame({"v": [day] * 100}), root, {"entity": f"e{worker}", "day": f"2026-11-0{day}"},
+                            partition_by=["entity", "day"])
+""")
+
+
+def test_writers_of_other_partitions_may_create_a_table_together(tmp_path):
+    """Silver tasks create the shared quarantine and quality tables on a lake's first day, all at
+    once. delta-rs refused some of their first commits and let another land as a second metadata
+    change, failing a concurrent writer; tables are created under a lock, so all commit."""
+    import time
+
+    root = tmp_path / "lake" / "silver" / "shared"
+    start = time.time() + 4  # past every racer's imports
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(root), str(w), str(start)],
+                               stderr=subprocess.PIPE, text=True) for w in range(6)]
+    errors = [err for p in racers if (err := p.communicate(timeout=120)[1]) and p.returncode]
+    assert not errors, errors[0][-600:]
+    got = delta.scan(root).group_by("entity").agg(pl.len(), pl.col("day").n_unique()).sort("entity").collect()
+    assert got.rows() == [(f"e{w}", 500, 5) for w in range(6)]
