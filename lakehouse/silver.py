@@ -286,7 +286,13 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         if exc.check not in ("quarantine_rate", "rule_reject_rate"):  # those recorded their full results
             quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
         raise
-    storage.publish(pl.concat(rejects), cfg.lake, "silver", QUARANTINE, {"entity": entity, **part})
+    rejected, qpart = pl.concat(rejects), {"entity": entity, **part}
+    # most batches reject nothing: a commit then only to create the (empty) table, which the
+    # catalog serves, or to empty an earlier attempt's rejects (a Delta commit costs ~25 ms,
+    # one per entity and day for nothing otherwise)
+    if (rejected.height or not storage.exists(cfg.lake, "silver", QUARANTINE)
+            or storage.exists(cfg.lake, "silver", QUARANTINE, qpart)):
+        storage.publish(rejected, cfg.lake, "silver", QUARANTINE, qpart)
     log.info("%s: %d valid, %d quarantined, %d exact copies collapsed", where, counts["valid"],
              counts["quarantined"], counts["collapsed"])
     failed = pl.concat(failures)
