@@ -325,15 +325,26 @@ def key_filter(column: str, values: pl.Series) -> pl.Expr:
             & pl.col(column).is_in(values.unique().to_list()))
 
 
+def with_keys(frame: pl.LazyFrame, key: list[str], keys: pl.DataFrame) -> pl.LazyFrame:
+    """The rows of ``frame`` whose ``key`` columns are one of ``keys``' rows (a null matches a
+    null), pruned by the first key column (``key_filter``) so a scan skips what it can."""
+    import polars as pl
+
+    first = keys.get_column(key[0])
+    pruned = key_filter(key[0], first)
+    if first.has_nulls():
+        pruned = pruned | pl.col(key[0]).is_null()
+    frame = frame.filter(pruned)
+    if len(key) > 1:  # then matched exactly
+        frame = frame.join(keys.lazy().select(key), on=key, how="semi", nulls_equal=True)
+    return frame
+
+
 def _present(where: Location, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
     """The distinct ``keys`` the table holds, read from its key columns alone (files whose
     statistics rule the keys out are skipped); silver has one writer per table, so none can
     be added between this read and the caller's commit."""
-
-    found = scan(where).select(key).filter(key_filter(key[0], keys.get_column(key[0])))
-    if len(key) > 1:
-        found = found.join(keys.lazy().select(key), on=key, how="semi", nulls_equal=True)
-    return found.unique().collect(engine="streaming")
+    return with_keys(scan(where).select(key), key, keys).unique().collect(engine="streaming")
 
 
 def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predicate: str | None,

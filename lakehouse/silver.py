@@ -399,15 +399,7 @@ def _merge_touched(cfg: DomainConfig, contract: EntityContract, touched: pl.Data
     if keys.height > MERGE_MAX_SHARE * max(storage.row_count(cfg.lake, "silver", contract.entity), 1):
         return False
     staged = storage.scan(cfg.lake, "silver", stg_table(contract.entity), union_schema=True)
-    if len(key) == 1:  # files whose statistics rule the keys out are skipped
-        subset = staged.filter(delta.key_filter(key[0], keys.get_column(key[0])))
-    else:  # pruned by the first key column, then matched exactly
-        first = keys.get_column(key[0])
-        pruned = delta.key_filter(key[0], first)
-        if first.has_nulls():  # a null matches a null here (``nulls_equal``)
-            pruned = pruned | pl.col(key[0]).is_null()
-        subset = staged.filter(pruned).join(keys.lazy(), on=key, how="semi", nulls_equal=True)
-    subset = subset.collect().lazy()  # the touched keys' history: small, read once
+    subset = delta.with_keys(staged, key, keys).collect().lazy()  # the touched keys' history: small, read once
     conflicts = conflicting_versions(subset, contract).collect() if contract.updated_at else None
     rows = history(_without_conflicts(subset, conflicts, contract), contract, cfg.timezone).collect()
     current = delta.scan(root).collect_schema()
