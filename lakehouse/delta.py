@@ -397,15 +397,14 @@ def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: l
             # tasks recording quality checks) refuse as a conflict; a missing column is written
             # as null without it
             options["schema_mode"] = "merge"
-    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
-        if target_file_size is None:
-            lf.sink_delta(uri(where), mode=mode, storage_options=storage_options(where),
-                          delta_write_options=options)
-        else:  # Polars' sink writes files in parallel, out of order: stream the batches in order
-            from deltalake import write_deltalake
+    from deltalake import write_deltalake
 
-            write_deltalake(uri(where), _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
-                            **options)  # type: ignore[arg-type]
+    # the frame's batches streamed in order, not Polars' ``sink_delta``: its parallel sink writes
+    # files out of the frame's order (a key-sorted table needs them in order) and held twice the
+    # memory (13 M staged order lines: 4.2 GB peak against 2.1-2.4 GB, the same 8 s)
+    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
+        write_deltalake(uri(where), _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
+                        **options)  # type: ignore[arg-type]
 
 
 def _ordered_batches(lf: pl.LazyFrame):

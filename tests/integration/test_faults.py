@@ -188,6 +188,10 @@ def test_bad_rows_are_quarantined_by_rule_and_the_rest_proceed(day_one, monkeypa
     monkeypatch.setattr(silver, "STAGE_CHUNK_ROWS", 7)
     silver.stage(day_one.cfg, "inventory_counts", DAY, "test")
     assert {t: storage.content_hash(day_one.cfg.lake, "silver", t) for t in before} == before
+    # and its copies and duplicates searched a hash bucket at a time (a pass per 5 rows): the same
+    monkeypatch.setattr(silver, "DEDUP_PASS_ROWS", 5)
+    silver.stage(day_one.cfg, "inventory_counts", DAY, "test")
+    assert {t: storage.content_hash(day_one.cfg.lake, "silver", t) for t in before} == before
 
     fct = storage.scan(day_one.cfg.lake, "gold", "fct_inventory_daily").collect()
     assert fct.filter(pl.col("on_hand") < 0).is_empty()  # nothing invalid in gold

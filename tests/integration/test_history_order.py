@@ -39,7 +39,8 @@ def _cfg(lake: Path) -> DomainConfig:
 
 
 def _process(lake: Path, batches: dict[int, pl.DataFrame], order: list[int],
-             bucket_rows: int = silver.BUILD_BUCKET_ROWS) -> pl.DataFrame:
+             bucket_rows: int = silver.BUILD_BUCKET_ROWS) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Silver's rows and the refused versions (``quarantine_conflicts``) after the batches."""
     cfg = _cfg(lake)
     default, silver.BUILD_BUCKET_ROWS = silver.BUILD_BUCKET_ROWS, bucket_rows
     try:
@@ -50,7 +51,8 @@ def _process(lake: Path, batches: dict[int, pl.DataFrame], order: list[int],
             silver.build(cfg, "items")
     finally:
         silver.BUILD_BUCKET_ROWS = default
-    return storage.scan(lake, "silver", "items").collect()
+    refused = storage.read(lake, "silver", silver.CONFLICTS, {"entity": "items"})
+    return storage.scan(lake, "silver", "items").collect(), (pl.DataFrame() if refused is None else refused)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -70,12 +72,15 @@ def test_any_processing_order_gives_the_same_history(tmp_path_factory, stream, s
     in_order = sorted(batches)
     shuffled = list(in_order)
     seed.shuffle(shuffled)
-    a = _process(tmp_path_factory.mktemp("ordered"), batches, in_order)
-    b = _process(tmp_path_factory.mktemp("shuffled"), batches, shuffled)
+    a, refused = _process(tmp_path_factory.mktemp("ordered"), batches, in_order)
+    b, refused_b = _process(tmp_path_factory.mktemp("shuffled"), batches, shuffled)
     assert_frame_equal(a, b, check_row_order=False)  # a table has no row order
-    # built in hash buckets of the key (what large tables get, bounded memory): the same rows
-    c = _process(tmp_path_factory.mktemp("bucketed"), batches, shuffled, bucket_rows=2)
+    assert_frame_equal(refused, refused_b)  # sorted by version: the same rows in the same order
+    # built in hash buckets of the key (what large tables get, bounded memory): the same rows,
+    # and the same versions refused (found bucket by bucket)
+    c, refused_c = _process(tmp_path_factory.mktemp("bucketed"), batches, shuffled, bucket_rows=2)
     assert_frame_equal(a, c, check_row_order=False)
+    assert_frame_equal(refused, refused_c)
     # history is well formed: one current version per key, contiguous validity
     assert a.filter(pl.col("is_current")).get_column("item_id").is_duplicated().sum() == 0
     chained = a.sort("item_id", "valid_from").with_columns(nxt=pl.col("valid_from").shift(-1).over("item_id"))

@@ -90,3 +90,22 @@ def test_exact_copies_name_every_repeat_of_a_raw_row_and_its_first():
     got = exact_copies(pl.LazyFrame({"_record_hash": hashes}))
     assert sorted(got.rows()) == [(2, 0), (5, 0), (7, 1)]  # nulls (no hash) are never copies
     assert exact_copies(pl.LazyFrame({"x": [1, 1]})).is_empty()
+
+
+def test_copies_and_duplicate_versions_searched_bucket_by_bucket_equal_one_search():
+    """A large batch is searched a hash bucket of the key per pass (bounded memory): every
+    bucket holds repeats here, so a pass lost or a key split across buckets changes the answer."""
+    from polars.testing import assert_frame_equal
+
+    from lakehouse.silver import duplicate_versions, exact_copies
+
+    hashes = pl.LazyFrame({"_record_hash": [str(i % 97) for i in range(1_000)] + [None] * 5})
+    once = exact_copies(hashes)
+    assert once.height == 1_000 - 97 and once["_global"].is_sorted()
+    lines = pl.LazyFrame({"line_id": [f"L{i % 89}" for i in range(500)],
+                          "updated_at": ["2024-01-01 10:00:00"] * 500})
+    dup_once = duplicate_versions(lines, CONTRACT).sort("line_id")
+    assert dup_once.height == 89
+    for passes in (2, 7):
+        assert_frame_equal(exact_copies(hashes, passes=passes), once)
+        assert_frame_equal(duplicate_versions(lines, CONTRACT, passes=passes).sort("line_id"), dup_once)
