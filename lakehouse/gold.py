@@ -212,7 +212,13 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
         log.info("gold.%s: no input changed since its last build", table.name)
         _record_consumed(cfg, table, consumed)
         return storage.row_count(cfg.lake, "gold", table.name)
-    if partitions is None:
+    chunks = every_partition_in_chunks(cfg, table, run_date) if partitions is None else None
+    if chunks is not None:  # a full build, computed a chunk of partitions at a time
+        builder = load_builder(table.builder or "")
+        inputs = resolve_inputs(cfg, builder, run_date)
+        frame = [builder(**inputs, partitions=chunk).filter(pl.col(table.partition_by).is_in(chunk))
+                 for chunk in chunks]
+    elif partitions is None:
         frame = define(cfg, table, run_date)
     elif table.sql is not None:
         frame = define(cfg, table, run_date)
@@ -237,6 +243,58 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
     rows = storage.row_count(cfg.lake, "gold", table.name)
     log.info("gold.%s: %d rows", table.name, rows)
     return rows
+
+
+# -- full builds of large partitioned tables, a chunk of partitions at a time ------------------
+
+# Input rows (of the largest input) computed together in a full build: a fact's builder sorts
+# and as-of-joins what it computes, so a year of retail order lines computed at once held 3.9 GB
+# (13 M lines at 2,000 x 12), and two years at seed scale are ten times that
+FULL_BUILD_ROWS = 4_000_000
+
+
+def every_partition_in_chunks(cfg: DomainConfig, table: GoldTable, run_date: date) -> list[list] | None:
+    """The partitions a full build of ``table`` writes, in chunks of about ``FULL_BUILD_ROWS``
+    rows of its largest input, or None: compute it whole (no ``touched`` function, a small
+    table, an input missing, or a null partition, which no row's own values place).
+
+    They come from the table's ``touched`` function told that every row of every input is new
+    and the table is empty: what a full build computes is then what an incremental build
+    would, whose equality with the whole build the incremental tests prove. Each chunk is
+    computed by the builder with ``partitions`` (as an incremental build is).
+    """
+    from lakehouse.delta import CHANGE
+
+    if not table.touched or not table.partition_by or not table.builder:
+        return None
+    touched = load_builder(table.touched)
+    kwargs: dict[str, object] = {}
+    for name in inspect.signature(touched).parameters:
+        if name == "run_date":
+            kwargs[name] = run_date
+            continue
+        source = name.removeprefix("changed_")
+        if source == table.name:  # the table itself: empty, the build replaces all of it
+            frame = define(cfg, table, run_date)
+            if frame is None:
+                return None
+            kwargs[name] = pl.LazyFrame(schema=frame.collect_schema())
+            continue
+        frame = _input(cfg, source)
+        if frame is None:
+            return None
+        kwargs[name] = frame.with_columns(pl.lit(1, pl.Int64).alias(CHANGE)) if name.startswith("changed_") else frame
+    rows = max((frame.select(pl.len()).collect().item() for name, frame in kwargs.items()
+               if name.startswith("changed_") and isinstance(frame, pl.LazyFrame)), default=0)
+    if rows <= FULL_BUILD_ROWS:  # computed at once, without asking for its partitions
+        return None
+    by = table.partition_by
+    values = touched(**kwargs).select(pl.col(by).unique()).collect()[by].to_list()
+    size = max(1, FULL_BUILD_ROWS * len(values) // max(rows, 1))  # partitions a chunk
+    if None in values or len(values) <= size:
+        return None
+    values.sort()
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 # -- incremental builds: which partitions the inputs' changes touch ---------------------------

@@ -493,8 +493,9 @@ def publish_table(frame: pl.LazyFrame | pl.DataFrame, lake: Location, layer: str
     return True
 
 
-def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: str, by: str,
-                        sort_by: list[str] | None = None, only: Sequence[object] | None = None) -> dict[str, int]:
+def publish_partitioned(frame: pl.LazyFrame | Sequence[pl.LazyFrame], lake: Location, layer: str, table: str,
+                        by: str, sort_by: list[str] | None = None,
+                        only: Sequence[object] | None = None) -> dict[str, int]:
     """Publish ``frame`` as the whole Delta table, one partition per value of ``by``, committing
     only what changed (``delta.replace_changed_partitions``: one atomic commit, none on a rerun).
 
@@ -504,6 +505,8 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     ORDER BY held TPC-H's facts in memory, ADR 0017). Returns counts of ``written``,
     ``unchanged`` and ``retired`` partitions. With ``only``, ``frame`` holds just those
     partitions and no other is read or touched (``delta.replace_changed_partitions``).
+    A list of frames holding disjoint partitions (a full build in chunks) is computed one
+    frame after the other, and committed together.
     """
     from lakehouse import delta
 
@@ -511,11 +514,15 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
     if layer not in DELTA_LAYERS:
         raise StorageError(f"{layer}.{table}: whole-table partitioned publishes are for Delta layers "
                            f"{sorted(DELTA_LAYERS)}")
+    frames = [frame] if isinstance(frame, pl.LazyFrame) else list(frame)
     staging = _scratch(lake)
     try:
-        frame.sink_parquet(pl.PartitionBy(staging, key=by, include_key=True), mkdir=True, compression="lz4")
+        for i, part in enumerate(frames):
+            part.sink_parquet(pl.PartitionBy(staging / f"{i:05d}", key=by, include_key=True), mkdir=True,
+                              compression="lz4")
         # an empty frame writes no partition, and the sink then creates no folder at all
-        parts = sorted(d for d in staging.iterdir() if d.is_dir()) if staging.exists() else []
+        parts = sorted((d for chunk in staging.iterdir() for d in chunk.iterdir() if d.is_dir()),
+                       key=lambda d: d.name) if staging.exists() else []
         files: list[Path] = []
         for d in parts:
             found = sorted(d.glob("*.parquet"))
@@ -525,7 +532,7 @@ def publish_partitioned(frame: pl.LazyFrame, lake: Location, layer: str, table: 
                 found = [sorted_file]
             files += found
         if not files:
-            staged = pl.LazyFrame(schema=frame.collect_schema())
+            staged = pl.LazyFrame(schema=frames[0].collect_schema())
         else:
             staged = pl.scan_parquet(files, hive_partitioning=False)
         return delta.replace_changed_partitions(staged, table_dir(lake, layer, table), by, only=only)

@@ -111,3 +111,32 @@ def test_a_touched_function_must_see_every_input_of_its_builder(tiny):
 
 def _blind(*, changed_inventory_counts: pl.LazyFrame) -> pl.LazyFrame:
     return changed_inventory_counts.select("count_date")
+
+
+def test_a_full_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole_build(tiny, monkeypatch):
+    """A full build of a large partitioned table runs its builder on chunks of partitions
+    (bounded memory, ADR 0017): the chunks found by the ``touched`` function told that every
+    input row is new must cover every partition of the whole build, or a partition is lost."""
+    days = [START + timedelta(days=i) for i in range(4)]
+    for i, day in enumerate(days):
+        tiny.advance(day)
+        run_day_direct(tiny.cfg, day)
+        if i == 1:  # forecasts for the next days, which the later runs score against sales
+            steps.run_local(steps.TRAINING, steps.RunContext(cfg=tiny.cfg, run_date=day + timedelta(days=1),
+                                                             run_id="test"))
+    gold.build_all(tiny.cfg, days[-1])
+    assert storage.row_count(tiny.cfg.lake, "gold", "fct_forecast_accuracy") > 0
+    monkeypatch.setattr(gold, "FULL_BUILD_ROWS", 50)
+    chunked: dict[str, int] = {}
+    real = gold.every_partition_in_chunks
+
+    def counting(cfg, table, run_date):
+        chunks = real(cfg, table, run_date)
+        chunked[table.name] = len(chunks or [])
+        return chunks
+
+    monkeypatch.setattr(gold, "every_partition_in_chunks", counting)
+    gold.build_all(tiny.cfg, days[-1], full=True)
+    assert chunked["fct_order_lines"] > 3 and chunked["fct_inventory_daily"] > 3, chunked
+    assert chunked["agg_sales_category_warehouse_daily"] > 3 and chunked["fct_forecast_accuracy"] > 1, chunked
+    _assert_equals_full(tiny.cfg, days[-1])
