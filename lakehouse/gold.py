@@ -268,22 +268,20 @@ def every_partition_in_chunks(cfg: DomainConfig, table: GoldTable, run_date: dat
     if not table.touched or not table.partition_by or not table.builder:
         return None
     touched = load_builder(table.touched)
-    kwargs: dict[str, object] = {}
-    for name in inspect.signature(touched).parameters:
-        if name == "run_date":
-            kwargs[name] = run_date
-            continue
-        source = name.removeprefix("changed_")
-        if source == table.name:  # the table itself: empty, the build replaces all of it
-            frame = define(cfg, table, run_date)
-            if frame is None:
-                return None
-            kwargs[name] = pl.LazyFrame(schema=frame.collect_schema())
-            continue
-        frame = _input(cfg, source)
-        if frame is None:
-            return None
-        kwargs[name] = frame.with_columns(pl.lit(1, pl.Int64).alias(CHANGE)) if name.startswith("changed_") else frame
+
+    def current(name: str) -> pl.LazyFrame | None:
+        if name != table.name:
+            return _input(cfg, name)
+        frame = define(cfg, table, run_date)  # the table itself: empty, the build replaces all of it
+        return None if frame is None else pl.LazyFrame(schema=frame.collect_schema())
+
+    def everything(name: str) -> pl.LazyFrame | None:
+        frame = current(name)
+        return None if frame is None else frame.with_columns(pl.lit(1, pl.Int64).alias(CHANGE))
+
+    kwargs = _touched_arguments(touched, run_date, changed=everything, current=current)
+    if kwargs is None:
+        return None
     rows = max((frame.select(pl.len()).collect().item() for name, frame in kwargs.items()
                if name.startswith("changed_") and isinstance(frame, pl.LazyFrame)), default=0)
     if rows <= FULL_BUILD_ROWS:  # computed at once, without asking for its partitions
@@ -407,19 +405,35 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
     if (versions is not None and None not in versions.values() and versions == state.get("versions")
             and "run_date" not in inspect.signature(touched).parameters):
         return []
+    def located(name: str) -> storage.Location | None:
+        where = _location(cfg, name)
+        return where if where is not None and delta.is_table(where) else None
+
+    kwargs = _touched_arguments(
+        touched, run_date,
+        changed=lambda name: None if (w := located(name)) is None else delta.changes_since(
+            w, state["versions"].get(name)),
+        current=lambda name: None if located(name) is None else _input(cfg, name))
+    return None if kwargs is None else _placed(cfg, table, touched(**kwargs))
+
+
+def _touched_arguments(touched: Callable[..., pl.LazyFrame], run_date: date, *,
+                       changed: Callable[[str], pl.LazyFrame | None],
+                       current: Callable[[str], pl.LazyFrame | None]) -> dict[str, object] | None:
+    """A ``touched`` function's arguments: ``changed_<input>`` from ``changed(input)``, an input
+    by name from ``current(name)``, the business date; None when one of them is unavailable."""
     kwargs: dict[str, object] = {}
     for name in inspect.signature(touched).parameters:
         if name == "run_date":
-            kwargs[name] = run_date
-            continue
-        where = _location(cfg, name.removeprefix("changed_"))
-        if where is None or not delta.is_table(where):
+            value: object = run_date
+        elif name.startswith("changed_"):
+            value = changed(name.removeprefix("changed_"))
+        else:
+            value = current(name)
+        if value is None:
             return None
-        kwargs[name] = (delta.changes_since(where, state["versions"].get(name.removeprefix("changed_")))
-                        if name.startswith("changed_") else _input(cfg, name))
-        if kwargs[name] is None:
-            return None
-    return _placed(cfg, table, touched(**kwargs))
+        kwargs[name] = value
+    return kwargs
 
 
 def _touched_by_sql(cfg: DomainConfig, table: GoldTable) -> list | None:
