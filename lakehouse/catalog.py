@@ -9,6 +9,7 @@ new connections get the new file, and nobody blocks anybody.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -60,29 +61,46 @@ def build_catalog(cfg: DomainConfig, target: Path | None = None, *,
         con = duckdb.connect(str(tmp))
         try:
             attach_lake(con, cfg)
-            loaded = _forget_views(con)
+            loaded, made_from = _forget_native(con)
             built: dict[str, list[str]] = {}
+            views: dict[str, str] = {}  # each lake and reporting view of this catalog: what it is made of
+            tables: dict[str, str] = {}  # each native table's fingerprint (a reporting view's input)
             for layer in LAYERS:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
                 for table in storage.tables(cfg.lake, layer):
                     name = f"{layer}.{table}"
                     if name in versions:
-                        _create_pinned(con, cfg, layer, table, versions[name], comments.get(name))
+                        if (pinned := _create_pinned(con, cfg, layer, table, versions[name],
+                                                     comments.get(name))) is not None:
+                            views[name] = pinned
                     elif layer == "gold" and table in served and (files := storage.data_files(cfg.lake, layer, table)):
                         built[name] = [str(f) for f in files]
+                        tables[name] = _made_of(built[name])
+                        _drop_view(con, layer, table)
                         _load_table(con, layer, table, built[name], loaded.get(name), served[table],
                                     comments.get(name))
                     elif storage.data_files(cfg.lake, layer, table):
-                        _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table),
-                                     comments.get(f"{layer}.{table}"))
+                        source = storage.table_source(cfg.lake, layer, table)
+                        views[name] = _made_of(source, comments.get(name))
+                        if name in loaded:  # served before, a view now
+                            con.execute(f"DROP TABLE {layer}.{_quote_ident(table)}")
+                        if made_from.get(name) != views[name]:
+                            _create_view(con, layer, table, source, comments.get(name))
                     elif (empty := storage.empty_frame(cfg.lake, layer, table)) is not None:
+                        tables[name] = _made_of(str(empty.schema))
+                        _drop_view(con, layer, table)
                         _create_empty(con, layer, table, empty)
                     else:
                         continue
                     built.setdefault(name, [])
             _drop_stale_tables(con, built)
             _remember_loaded(con, {k: v for k, v in built.items() if v})
-            _create_reporting_views(con, cfg, comments)
+            views.update(_create_reporting_views(con, cfg, comments, {**tables, **views}, made_from))
+            _drop_stale_views(con, views)
+            _remember_views(con, views)
+            created = sorted(k for k, v in views.items() if made_from.get(k) != v)
+            log.info("catalog: %d of %d views unchanged and kept, %d created%s", len(views) - len(created),
+                     len(views), len(created), f" ({', '.join(created)})" if created else "")
         finally:
             con.close()
         fd = os.open(tmp, os.O_RDONLY)
@@ -101,41 +119,81 @@ DEDUPED = {"silver.quarantine": ("entity, record_hash", "ingest_date, source_poi
 
 
 def _create_pinned(con: duckdb.DuckDBPyConnection, cfg: DomainConfig, layer: str, table: str,
-                   version: int | None, comment: tuple[str, dict[str, str]] | None) -> None:
-    """A view over one earlier version of a Delta table (its files are immutable until vacuum)."""
+                   version: int | None, comment: tuple[str, dict[str, str]] | None) -> str | None:
+    """A view over one earlier version of a Delta table (its files are immutable until vacuum);
+    its fingerprint, or None when there is no view (no such version, or an empty one)."""
     if version is None:
-        return
+        return None
     import polars as pl
 
     from lakehouse import delta
 
     root = storage.table_dir(cfg.lake, layer, table)
     if delta.files(root, version):
-        _create_view(con, layer, table, storage.table_source(cfg.lake, layer, table, version), comment)
-    else:
-        _create_empty(con, layer, table, pl.DataFrame(schema=delta.scan(root, version).collect_schema()))
+        source = storage.table_source(cfg.lake, layer, table, version)
+        _create_view(con, layer, table, source, comment)
+        return _made_of(source, comment)
+    _create_empty(con, layer, table, pl.DataFrame(schema=delta.scan(root, version).collect_schema()))
+    return None
 
 
 # which data files each native table of the catalog was loaded from (``serve: table``)
 LOADED = "main._lakehouse_loaded"
 
 
-def _forget_views(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """In a catalog copied from the published one, keep only the native tables loaded from data
-    files (``serve: table``) and return which files each holds; views and empty tables are
-    dropped, to be recreated (they cost nothing to create)."""
-    loaded = {}
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND "
-                   "table_name = '_lakehouse_loaded'").fetchone()[0]:
+# what each view of the catalog was made of (its files and comments; a reporting view's SQL
+# and inputs), so that a catalog copied from the published one keeps the views whose tables
+# did not change instead of binding them again (DuckDB reads every file's footer to do so)
+VIEWS = "main._lakehouse_views"
+
+
+def _forget_native(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """In a catalog copied from the published one, keep the native tables loaded from data
+    files (``serve: table``) and return which files each holds, and what each view was made
+    of; other tables (empty ones) are dropped, to be recreated (they cost nothing to create).
+    Views stay until the build knows which changed (``_made_of``)."""
+    loaded: dict[str, list[str]] = {}
+    made_from: dict[str, str] = {}
+    own = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    if "_lakehouse_loaded" in own:
         loaded = {name: json.loads(files) for name, files in con.execute(f"SELECT name, files FROM {LOADED}").fetchall()}
-    for schema, view in con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
-                                    "AND schema_name <> 'main'").fetchall():
-        con.execute(f"DROP VIEW {_quote_ident(schema)}.{_quote_ident(view)}")
+    if "_lakehouse_views" in own:
+        made_from = dict(con.execute(f"SELECT name, made_of FROM {VIEWS}").fetchall())
     for schema, table in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                                      "WHERE schema_name <> 'main'").fetchall():
         if f"{schema}.{table}" not in loaded:
             con.execute(f"DROP TABLE {_quote_ident(schema)}.{_quote_ident(table)}")
-    return loaded
+    return loaded, made_from
+
+
+def _made_of(*parts: object) -> str:
+    """A view's fingerprint: equal fingerprints, equal views (Delta files are immutable, so an
+    unchanged file list is unchanged content)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _drop_view(con: duckdb.DuckDBPyConnection, layer: str, table: str) -> None:
+    """A view of the copied catalog whose table is now a native one (served, or empty)."""
+    if con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+                   [layer, table]).fetchall()[0][0]:
+        con.execute(f"DROP VIEW {layer}.{_quote_ident(table)}")
+
+
+def _drop_stale_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, str]) -> None:
+    """Views of the copied catalog whose table or ``views.yaml`` entry is gone."""
+    for schema, view in con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
+                                    "AND schema_name <> 'main'").fetchall():
+        name = f"{schema}.{view}"
+        if name not in views and name.removesuffix("_log") not in views:
+            con.execute(f"DROP VIEW {_quote_ident(schema)}.{_quote_ident(view)}")
+
+
+def _remember_views(con: duckdb.DuckDBPyConnection, views: Mapping[str, str]) -> None:
+    con.execute(f"CREATE OR REPLACE TABLE {VIEWS} (name VARCHAR, made_of VARCHAR)")
+    con.execute(f"COMMENT ON TABLE {VIEWS} IS 'The lakehouse''s own bookkeeping: a fingerprint of what each "
+                "view was made of, so the next catalog recreates only the views whose tables changed'")
+    if views:
+        con.executemany(f"INSERT INTO {VIEWS} VALUES (?, ?)", list(views.items()))
 
 
 def _partial_reloads_suffice(cfg: DomainConfig, published: Path, served: Mapping[str, str | None]) -> bool:
@@ -265,27 +323,37 @@ def _matching(comments: Mapping[str, str], columns: list[str]) -> dict[str, str]
 
 
 def _create_reporting_views(con: duckdb.DuckDBPyConnection, cfg: DomainConfig,
-                            comments: Mapping[str, tuple[str, dict[str, str]]]) -> None:
+                            comments: Mapping[str, tuple[str, dict[str, str]]],
+                            lake: Mapping[str, str], made_from: Mapping[str, str]) -> dict[str, str]:
     """``views.yaml``: SQL views over the tables, created once every table they read exists;
-    their columns commented as ``lakehouse.docs.view_comments`` says."""
+    their columns commented as ``lakehouse.docs.view_comments`` says. A view whose SQL, comments
+    and inputs are as they were is kept (DuckDB fixes a view's columns when it is created, so
+    one whose input changed is created again). Returns each view's fingerprint."""
     from lakehouse.docs import view_comments
 
     column_comments = view_comments(cfg, dict(comments))
     present = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
         "UNION ALL SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
+    made: dict[str, str] = {}
     for view in cfg.views:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(view.schema_)}")
         name = f"{_quote_ident(view.schema_)}.{_quote_ident(view.name)}"
-        missing = sorted(set(re.findall(r"\b((?:bronze|silver|gold)\.[a-z0-9_]+)", view.sql)) - present)
+        inputs = sorted(set(re.findall(r"\b((?:bronze|silver|gold)\.[a-z0-9_]+)", view.sql)))
+        missing = [t for t in inputs if t not in present]
         if missing:  # e.g. no forecast yet on a fresh lake: the view appears with its inputs
             log.info("view %s waits for %s", name, ", ".join(missing))
+            continue
+        key = f"{view.schema_}.{view.name}"
+        made[key] = _made_of(view.sql, view.description, column_comments[key], [(t, lake.get(t)) for t in inputs])
+        if made_from.get(key) == made[key]:
             continue
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {view.sql}")  # a broken view fails loudly
         con.execute(f"COMMENT ON VIEW {name} IS {_quote_str(view.description)}")
         columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
-        for col, text in _matching(column_comments[f"{view.schema_}.{view.name}"], columns).items():
+        for col, text in _matching(column_comments[key], columns).items():
             con.execute(f"COMMENT ON COLUMN {name}.{_quote_ident(col)} IS {_quote_str(text)}")
+    return made
 
 
 def refresh_catalog(cfg: DomainConfig) -> Path:
