@@ -32,9 +32,14 @@ UNKNOWN_SK = -1
 
 
 def _md5_int64(values: pl.Series) -> pl.Series:
-    return pl.Series(
-        [int.from_bytes(hashlib.md5(v.encode()).digest()[:8], "big", signed=True) & (2**62 - 1)
-         for v in values], dtype=pl.Int64)
+    # hashed once per distinct value: a fact batch names each member many times (a day of
+    # order lines hashed ~490k product and customer keys, 2.4 s of a 365-day daily run)
+    if values.is_empty():
+        return pl.Series(values.name, [], dtype=pl.Int64)
+    distinct = values.unique()
+    hashed = pl.Series([int.from_bytes(hashlib.md5(v.encode()).digest()[:8], "big", signed=True) & (2**62 - 1)
+                        for v in distinct], dtype=pl.Int64)
+    return values.replace_strict(distinct, hashed, return_dtype=pl.Int64)
 
 
 def surrogate_key(*columns: str) -> pl.Expr:

@@ -66,3 +66,19 @@ def test_first_version_key_is_the_member_key_so_inferred_members_keep_it():
     completed = with_inferred_members(arrived, [facts], key="product_id", sk="product_sk").collect()
     zz = completed.filter(pl.col("product_id") == "zz")
     assert zz["product_sk"].to_list() == [_member("zz")] and zz["is_inferred"].to_list() == [False]
+
+
+def test_surrogate_keys_are_the_md5_of_the_natural_key_row_by_row():
+    """Keys are hashed once per distinct value; each row must still get its own value's MD5
+    key (the first 8 bytes, big-endian, low 62 bits), whatever the repeats and their order."""
+    import hashlib
+    import random
+
+    rng = random.Random(7)
+    names = [f"member-{i}" for i in range(300)] + ["", "ü|x", "<null>"]
+    rows = [rng.choice(names) for _ in range(5_000)]
+    second = [rng.choice(["a", None]) for _ in rows]
+    got = pl.DataFrame({"k": rows, "v": second}).select(surrogate_key("k", "v"))["k"].to_list()
+    want = [int.from_bytes(hashlib.md5(f"{k}|{v if v is not None else '<null>'}".encode()).digest()[:8], "big")
+            & (2**62 - 1) for k, v in zip(rows, second, strict=True)]
+    assert got == want
