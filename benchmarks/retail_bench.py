@@ -1,12 +1,17 @@
-"""``make bench``: one retail day at seed scale (10,247 SKUs x 12 warehouses) and Airflow's overhead.
+"""``make bench``: the retail growth curve at seed scale (10,247 SKUs x 12 warehouses).
 
-1. The simulated sources at seed scale with ``--history-days`` of history; the start date's
-   initial load runs first (timed, not the figure).
-2. The next day runs end to end without Airflow (``lakehouse run``): the seed-scale day (target: 60 s).
-3. The day after runs through ``airflow dags test retail_daily``: Airflow's overhead is the DAG's
+For each history length of ``--history-days`` (a comma list: 28,365,730 by default), in a
+fresh lake home:
+1. The simulated sources with that much history before the start date.
+2. The initial load: the start date's run takes everything up to it as one batch, or, with
+   ``--load-step-days N``, runs every N days from the first day of history take a batch each
+   (the way the README advises to load years: the figure is their sum, the peak their largest).
+3. The next day runs end to end without Airflow (``lakehouse run``): the daily run (target: 60 s).
+4. The day after runs through ``airflow dags test retail_daily``: Airflow's overhead is the DAG's
    wall time minus the sum of its task instances' durations from Airflow's own metadata.
 
-Each step runs in its own process and reports its wall time and peak RSS.
+Each step runs in its own process and reports its wall time and peak RSS; the report gives
+each history's figures next to the shortest history's from the same run (the growth ratio).
 """
 
 from __future__ import annotations
@@ -41,6 +46,30 @@ main(["--domain", "retail", "run", "--date", "{day}"])
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Every history length of the curve, one after the other, each in its own lake home."""
+    curve = []
+    for days in args.history_days:
+        one = argparse.Namespace(**{**vars(args), "history_days": days, "work": args.work / f"history_{days}"})
+        curve.append(run_one(one))
+    return {"skus": args.skus, "warehouses": args.warehouses, "load_step_days": args.load_step_days,
+            "curve": curve}
+
+
+def initial_load(first_day, start, step_days: int, child_env: dict[str, str]) -> dict:
+    """The start date's run, or with ``step_days`` runs every ``step_days`` from the first
+    day of history up to the start date: their summed wall time and largest peak."""
+    if not step_days:
+        return measure("initial load (direct)", RUN_DAY.format(day=start), child_env)
+    runs, day = [], first_day + timedelta(days=step_days - 1)
+    while day < start:
+        runs.append(measure(f"load to {day}", RUN_DAY.format(day=day), child_env))
+        day += timedelta(days=step_days)
+    runs.append(measure(f"load to {start}", RUN_DAY.format(day=start), child_env))
+    return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "runs": len(runs)}
+
+
+def run_one(args: argparse.Namespace) -> dict:
     from lakehouse.airflow_env import airflow, airflow_env
     from lakehouse.config import load_domain
     from pipelines.retail.demo import start_api
@@ -62,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
     results["simulate_initial"] = measure("simulate sources", SIMULATE.format(day=days[0], **sim), child_env)
     api = start_api(home, args.api_port)
     try:
-        results["initial_load"] = measure("initial load (direct)", RUN_DAY.format(day=days[0]), child_env)
+        results["initial_load"] = initial_load(sim["history_start"], days[0], args.load_step_days, child_env)
         measure("simulate next day", SIMULATE.format(day=days[1], **sim), child_env)
         results["seed_day"] = measure("one day (direct)", RUN_DAY.format(day=days[1]), child_env)
         measure("simulate next day", SIMULATE.format(day=days[2], **sim), child_env)
@@ -84,23 +113,32 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def report(figures: dict) -> str:
-    s = figures["steps"]
-    a = s["airflow_day"]
+    curve = figures["curve"]
+    base = curve[0]["steps"]
+    load = ("as one batch" if not figures["load_step_days"]
+            else f"as runs every {figures['load_step_days']} days from the first day of history")
+    rows = []
+    for point in curve:
+        s, a = point["steps"], point["steps"]["airflow_day"]
+
+        def ratio(key: str, field: str = "seconds", s=s) -> str:
+            return f"{s[key][field] / base[key][field]:.2f}x"
+
+        rows.append(f"| {point['history_days']} | {s['simulate_initial']['seconds']:.1f} / "
+                    f"{s['simulate_initial']['peak_rss_mb']:.0f} | {s['initial_load']['seconds']:.1f} / "
+                    f"{s['initial_load']['peak_rss_mb']:.0f} | **{s['seed_day']['seconds']:.1f}** / "
+                    f"{s['seed_day']['peak_rss_mb']:.0f} ({ratio('seed_day')}) | {a['seconds']:.1f} "
+                    f"({ratio('airflow_day')}) | {a['overhead_seconds']:.1f} |")
     return "\n".join([
-        f"## Retail at seed scale ({figures['skus']:,} SKUs x {figures['warehouses']} warehouses)",
+        f"## Retail growth curve ({figures['skus']:,} SKUs x {figures['warehouses']} warehouses)",
         "",
-        f"History before the start date: {figures['history_days']} days (the initial load).",
+        f"Each history length in a fresh lake, one run each; the initial load {load}. Wall time (s) /",
+        "peak RSS (MB) of each step in its own process; ratios against the shortest history of the same run.",
         "",
-        "| step | wall (s) | peak RSS (MB) |",
-        "|---|---:|---:|",
-        f"| initial load, without Airflow | {s['initial_load']['seconds']:.1f} | {s['initial_load']['peak_rss_mb']:.0f} |",
-        f"| **one daily run, without Airflow** (target: at most 60 s) | {s['seed_day']['seconds']:.1f} | "
-        f"{s['seed_day']['peak_rss_mb']:.0f} |",
-        f"| one daily run through `airflow dags test` | {a['seconds']:.1f} | |",
-        "",
-        f"Airflow's overhead on that run: {a['seconds']:.1f} s wall - {a['task_seconds']:.1f} s in its "
-        f"{a['tasks']} task instances = **{a['overhead_seconds']:.1f} s** "
-        f"({a['overhead_seconds'] / a['seconds']:.0%} of the run).",
+        "| history (days) | simulate | initial load | one daily run, without Airflow (target: 60 s) "
+        "| the next day through `airflow dags test` | Airflow's overhead (s) |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *rows,
         "",
     ])
 
@@ -110,7 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skus", type=int, default=10_247)
     parser.add_argument("--warehouses", type=int, default=12)
     parser.add_argument("--customers", type=int, default=5_000)
-    parser.add_argument("--history-days", type=int, default=28)
+    parser.add_argument("--history-days", type=lambda v: [int(d) for d in v.split(",")], default=[28, 365, 730],
+                        help="history lengths of the curve, comma-separated (default 28,365,730)")
+    parser.add_argument("--load-step-days", type=int, default=0,
+                        help="load the history as runs every N days from its first day (0: one batch)")
     parser.add_argument("--api-port", type=int, default=8791)
     parser.add_argument("--work", type=Path, default=PROJECT / "data" / "bench" / "retail")
     parser.add_argument("--out", type=Path, default=PROJECT / "data" / "bench_retail.json")
