@@ -572,6 +572,16 @@ def _unbuildable_scalar(node: yaml.Node | None) -> yaml.ScalarNode | None:
     return next((bad for child in children if (bad := _unbuildable_scalar(child)) is not None), None)
 
 
+def domain_name(config_dir: str | Path) -> str:
+    """A domain's ``name:`` from its ``domain.yaml`` alone (cheap: no other file is read); a
+    file without a valid one gets ``load_domain``'s error, naming file and line."""
+    data, _ = _read_yaml(Path(config_dir) / "domain.yaml")
+    name = data.get("name") if isinstance(data, dict) else None
+    if isinstance(name, str) and re.fullmatch(IDENT, name):
+        return name
+    return load_domain(config_dir).name
+
+
 def load_domain(config_dir: str | Path) -> DomainConfig:
     """Load ``domain.yaml``, ``sources.yaml``, ``contracts/*.yaml``, ``gold.yaml`` and ``views.yaml``.
 

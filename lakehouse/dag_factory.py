@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from lakehouse.config import load_domain
+from lakehouse.config import DomainConfig, domain_name, load_domain
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -190,8 +190,9 @@ def _add_tasks(steps: list, cfg, config_dir: str, run_date_of=None) -> dict:
     return nodes
 
 
-def build_dag(config_dir: str | Path):
-    """A DAG for one domain from the declared daily steps; only config is read here."""
+def build_dag(config_dir: str | Path, cfg: DomainConfig | None = None):
+    """A DAG for one domain from the declared daily steps; only config is read here
+    (``cfg``, when given, is ``config_dir``'s loaded configuration)."""
     from airflow.sdk import DAG, Param
 
     from lakehouse import alerts
@@ -199,7 +200,7 @@ def build_dag(config_dir: str | Path):
     from lakehouse.timetable import BusinessDayTimetable
 
     config_dir = str(config_dir)
-    cfg = load_domain(config_dir)
+    cfg = cfg or load_domain(config_dir)
     tz = cfg.timezone
     with DAG(
         dag_id=f"{cfg.name}_daily",
@@ -230,8 +231,9 @@ def _training_date(tz: str) -> date | None:
     return business_date_of(logical, tz) if logical else None
 
 
-def build_training_dag(config_dir: str | Path):
-    """The domain's training DAG: weekly, and once when a backfill of the daily DAG finishes."""
+def build_training_dag(config_dir: str | Path, cfg: DomainConfig | None = None):
+    """The domain's training DAG: weekly, and once when a backfill of the daily DAG finishes
+    (None when the domain configures no model)."""
     from airflow.sdk import DAG
     from airflow.timetables.assets import AssetOrTimeSchedule
     from airflow.timetables.trigger import CronTriggerTimetable
@@ -240,7 +242,7 @@ def build_training_dag(config_dir: str | Path):
     from lakehouse.steps import TRAINING, select
 
     config_dir = str(config_dir)
-    cfg = load_domain(config_dir)
+    cfg = cfg or load_domain(config_dir)
     if cfg.ml is None:
         return None
     tz = cfg.timezone
@@ -263,24 +265,40 @@ def build_training_dag(config_dir: str | Path):
     return dag
 
 
-def domain_dags(path: list[Path] | None = None) -> dict[str, object]:
+def domain_dags(path: list[Path] | None = None, *, only: str | None = None) -> dict[str, object]:
     """Every domain's DAGs (``lakehouse.domains``): its daily DAG, and its training DAG when it
     configures a model, by DAG id. A domain is a folder of YAML; none needs a DAG file.
+
+    A task process builds only its own DAG: Airflow's task runner parses the DAG file inside
+    a parsing context naming the DAG (``get_parsing_context``, Airflow's advice for generated
+    DAGs), and ``only`` names one too. Every task of every run pays for that parse, and
+    building every domain's DAGs cost a trivial task most of its second (ADR 0024).
 
     A config error names its file and line and fails the DAG file's import, as a broken DAG
     file would (Airflow shows it at the top of the UI); ``lakehouse --domain X status`` or
     ``make test`` finds it first. Two domains with one ``name:`` would share DAG ids: refused.
     """
+    from airflow.sdk import get_parsing_context
+
     from lakehouse import domains
 
+    wanted = only or get_parsing_context().dag_id
     dags: dict[str, object] = {}
     origin: dict[str, Path] = {}
     for folder in domains.discover(path).values():
-        for dag in (build_dag(folder), build_training_dag(folder)):
-            if dag is None:
-                continue
-            if dag.dag_id in dags:
-                raise ValueError(f"DAG id {dag.dag_id!r} of {folder} is also {origin[dag.dag_id]}'s: "
-                                 "give one domain another name: in its domain.yaml")
-            dags[dag.dag_id], origin[dag.dag_id] = dag, folder
+        name = domain_name(folder)
+        if name in origin:
+            raise ValueError(f"DAG id {name + '_daily'!r} of {folder} is also {origin[name]}'s: "
+                             "give one domain another name: in its domain.yaml")
+        origin[name] = folder
+        builders = {f"{name}_daily": build_dag, f"{name}_train": build_training_dag}
+        if wanted:
+            builders = {dag_id: b for dag_id, b in builders.items() if dag_id == wanted}
+        if not builders:
+            continue
+        cfg = load_domain(folder)
+        for build in builders.values():
+            dag = build(folder, cfg)
+            if dag is not None:
+                dags[dag.dag_id] = dag
     return dags

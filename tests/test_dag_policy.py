@@ -129,6 +129,19 @@ def test_a_new_domain_is_a_folder_of_yaml_and_needs_no_dag_file(tmp_path):
     assert "DAG id 'parts_shop_daily' of" in out.stdout + out.stderr and "give one domain another name" in out.stdout
 
 
+def test_a_task_process_builds_only_its_own_dag():
+    """Airflow's task runner parses the DAG file inside a parsing context naming the task's
+    DAG: only that DAG is built (every task pays for the parse), and a DagBag without one
+    still gets every domain's DAGs."""
+    code = ("from airflow.dag_processing.dagbag import DagBag; "
+            f"bag = DagBag({str(DAGS)!r}); print(sorted(bag.dags), dict(bag.import_errors))")
+    for dag_id in ("retail_train", "tpch_daily"):
+        env = {**os.environ, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": dag_id}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.strip().splitlines()[-1] == f"['{dag_id}'] {{}}"
+
+
 @pytest.mark.parametrize("dag_file", DAG_FILES)
 def test_parsing_imports_nothing_heavy(dag_file):
     code = (f"import runpy, sys; runpy.run_path({str(DAGS / dag_file)!r}); "
