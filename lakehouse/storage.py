@@ -855,7 +855,11 @@ def _link(source: Location, target: Path) -> None:
 
 
 def row_count(lake: Location, layer: str, table: str) -> int:
-    """Rows in a published table, read from Parquet metadata (no data is scanned)."""
+    """Rows in a published table, read from Delta's log or Parquet metadata (no data is scanned)."""
+    if _is_delta(table_dir(lake, layer, table)):
+        from lakehouse import delta
+
+        return delta.row_count(table_dir(lake, layer, table))
     lf = scan(lake, layer, table, missing_ok=True)
     return 0 if lf is None else lf.select(pl.len()).collect().item()
 
