@@ -448,14 +448,7 @@ def scan(where: Location, version: int | None = None) -> pl.LazyFrame:
 def row_count(where: Location) -> int:
     """Rows in the newest version, from the log's per-file record counts (no data file read;
     a file written without statistics has none, and then the rows are counted)."""
-    import polars as pl
-
-    actions = pl.DataFrame(_table(where).get_add_actions(flatten=True))
-    if actions.is_empty():
-        return 0
-    if "num_records" in actions.columns and actions["num_records"].null_count() == 0:
-        return int(actions["num_records"].sum())
-    return scan(where).select(pl.len()).collect().item()
+    return _rows(_table(where))
 
 
 def version(where: Location) -> int:
@@ -547,10 +540,16 @@ def _rewrote_whole_table(table, version: int, newest: int) -> bool:
 
 
 def _rows(table) -> int:
+    """Rows of an open table's version: the log's record counts, or a count of the rows where
+    a file was written without statistics."""
     import polars as pl
 
     actions = pl.DataFrame(table.get_add_actions(flatten=True))
-    return int(actions["num_records"].sum()) if "num_records" in actions.columns else 0
+    if actions.is_empty():
+        return 0
+    if "num_records" in actions.columns and actions["num_records"].null_count() == 0:
+        return int(actions["num_records"].sum())
+    return pl.scan_delta(table).select(pl.len()).collect().item()
 
 
 def file_rows(where: Location) -> list[tuple[dict[str, str], str, int]]:

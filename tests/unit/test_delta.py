@@ -299,3 +299,27 @@ def test_writers_of_other_partitions_may_create_a_table_together(tmp_path):
     assert not errors, errors[0][-600:]
     got = delta.scan(root).group_by("entity").agg(pl.len(), pl.col("day").n_unique()).sort("entity").collect()
     assert got.rows() == [(f"e{w}", 500, 5) for w in range(6)]
+
+
+def test_row_count_reads_the_logs_record_counts_and_counts_rows_where_a_file_has_none(tmp_path):
+    import json
+
+    lake = tmp_path / "lake"
+    _write(lake, D1, "silver.orders", [1, 2, 3])
+    _write(lake, D2, "silver.orders", [4, None])
+    _write(lake, D1, "silver.orders", [5])  # replaces D1's three rows
+    root = storage.table_dir(lake, "gold", "checks")
+    assert delta.row_count(root) == storage.scan(lake, "gold", "checks").select(pl.len()).collect().item() == 3
+
+    # a file written without statistics (e.g. by a writer that skips them) has no record count:
+    # its rows are counted, not taken as none
+    commit = root / "_delta_log" / f"{delta.version(root):020d}.json"
+    actions = [json.loads(line) for line in commit.read_text().splitlines()]
+    for action in actions:
+        action.get("add", {}).pop("stats", None)
+    commit.write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+    fresh = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(root, fresh)  # a path this process has not opened: no kept table
+    assert delta.row_count(fresh) == 3
