@@ -12,6 +12,15 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The third-party libraries pipeline steps import: a task process inherits them from the
+# process Airflow forks it from, where they were imported once (ADR 0029). None of them starts a
+# thread pool or an async runtime at import (tests/unit/test_airflow_env.py forks after them).
+DATA_LIBRARIES = ["polars", "pyarrow", "pyarrow.parquet", "pandas", "pandera.polars", "deltalake", "duckdb",
+                  "sqlalchemy", "requests"]
+# What the forkserver of Airflow's LocalExecutor imports before forking its workers: Airflow's
+# executor path (its own example) and the data libraries.
+PRELOAD = ",".join(["airflow", "airflow.executors.local_executor", "airflow.sdk.execution_time.supervisor",
+                    "airflow.sdk.execution_time.task_runner", *DATA_LIBRARIES])
 
 
 def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
@@ -34,6 +43,15 @@ def airflow_env(home: Path | None = None, **extra: str) -> dict[str, str]:
         # 5 s to answer a task's heartbeat under load; after 3 misses the task would be killed
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__WORKERS__MAX_FAILED_HEARTBEATS": "10",
+        # the LocalExecutor's workers come from a forkserver that imported the data libraries
+        # once: each task process is forked from a worker and inherits them, where it imported
+        # them itself before (~0.3-1 s of CPU a task, 21 tasks a day; ADR 0029). Only third-party
+        # libraries: the pipeline's own code is still imported fresh by every task.
+        "AIRFLOW__CORE__MP_START_METHOD": "forkserver",
+        "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": PRELOAD,
+        # the same for a Celery worker: its pool processes are forked from the worker, which
+        # imports Celery's `imports` at start (read only under the CeleryExecutor)
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "lakehouse.celery_config.CELERY_CONFIG",
     }
     merged = {**env, **os.environ, **extra}
     # tasks reach the api-server where it listens: on the configured port, over IPv4 loopback
