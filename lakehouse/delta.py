@@ -92,6 +92,15 @@ def is_table(where: Location) -> bool:
 _opened = threading.local()
 
 
+def _commit_identity(where: Location, version: int) -> tuple[int, int] | None:
+    """(inode, mtime) of one commit's file, None when it is gone."""
+    try:
+        found = os.stat(os.path.join(uri(where), LOG_DIR, f"{version:020d}.json"))
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_mtime_ns
+
+
 def _table(where: Location, version: int | None = None):
     """The table at ``where``: the newest version (kept open per thread on local disk and
     updated on each use), or ``version``."""
@@ -99,27 +108,30 @@ def _table(where: Location, version: int | None = None):
 
     if version is not None or is_remote(where):
         return DeltaTable(uri(where), version=version, storage_options=storage_options(where))
-    # the first commit's file identifies the table: one deleted and created again at the same
-    # place (a rebuild) has another, and must be opened afresh, never caught up from the old
-    try:
-        first = os.stat(os.path.join(uri(where), LOG_DIR, f"{0:020d}.json"))
-        identity: tuple[int, int] | None = (first.st_ino, first.st_mtime_ns)
-    except FileNotFoundError:  # no first commit (log cleaned up after a checkpoint): not kept
-        identity = None
-    cache: dict[str, tuple[tuple[int, int], object]] = _opened.__dict__.setdefault("tables", {})
-    kept = cache.get(uri(where))
-    if identity is not None and kept is not None and kept[0] == identity:
-        table = kept[1]
+    # a kept table is known by the file of a commit it has read: a table deleted and created
+    # again at the same place (a rebuild) has another file there or none, and must be opened
+    # afresh, never caught up from the old log. Not the first commit's file: Delta's expired-log
+    # cleanup deletes the oldest entries, and the table must stay kept after it
+    cache: dict[str, tuple[int, tuple[int, int], object]] = _opened.__dict__.setdefault("tables", {})
+    key = uri(where)
+    kept = cache.get(key)
+    if kept is not None and _commit_identity(where, kept[0]) == kept[1]:
+        table = kept[2]
         # commits are numbered one after another: when the next one's file is absent the table
         # is current (delta-rs' update lists and stats the whole log, 1-3 ms at a few hundred
         # commits, where this is one stat)
-        following = os.path.join(uri(where), LOG_DIR, f"{table.version() + 1:020d}.json")  # type: ignore[attr-defined]
+        following = os.path.join(key, LOG_DIR, f"{table.version() + 1:020d}.json")  # type: ignore[attr-defined]
         if os.path.exists(following):
             table.update_incremental()  # type: ignore[attr-defined]
-        return table
-    table = DeltaTable(uri(where))
-    if identity is not None:
-        cache[uri(where)] = (identity, table)
+    else:
+        table = DeltaTable(key)
+    newest = table.version()
+    if kept is None or kept[2] is not table or kept[0] != newest:
+        identity = _commit_identity(where, newest)
+        if identity is None:  # not a commit file we can recognise it by: not kept
+            cache.pop(key, None)
+        else:
+            cache[key] = (newest, identity, table)
     return table
 
 

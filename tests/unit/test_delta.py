@@ -244,6 +244,36 @@ def test_a_table_kept_open_sees_other_writers_and_a_table_created_again_in_its_p
     assert storage.scan(lake, "gold", "checks").collect()["failing_count"].to_list() == [5]
 
 
+def test_a_kept_table_stays_kept_when_delta_cleans_up_its_oldest_log_entries(tmp_path):
+    """Delta's expired-log cleanup deletes the log entries before a checkpoint (the first
+    commit's among them). The table must stay open and current through it, and a table
+    created again in its place must still be opened afresh: every commit listing a long
+    ``_delta_log`` is what that cleanup saves (docs/benchmarks.md), and reopening the table
+    on every use would give the saving back."""
+    import shutil
+
+    lake = tmp_path / "lake"
+    root = storage.table_dir(lake, "gold", "checks")
+    for i in range(12):  # a checkpoint at version 9
+        _write(lake, D1 + timedelta(days=i), "silver.orders", [i])
+    kept = delta._table(root)
+    log = root / delta.LOG_DIR
+    assert (log / f"{9:020d}.checkpoint.parquet").exists()
+    for entry in log.glob("*.json"):  # what the cleanup leaves: the newest checkpoint onwards
+        if int(entry.name[:20]) < 9:
+            entry.unlink()
+    assert not (log / f"{0:020d}.json").exists()
+    assert delta._table(root) is kept and delta._table(root) is kept
+    _write(lake, D2 + timedelta(days=30), "silver.orders", [100])
+    assert delta._table(root) is kept and delta.version(root) == 12
+    assert storage.scan(lake, "gold", "checks").select(pl.col("failing_count").sum()).collect().item() == 166
+    # deleted and created again: a new table, whatever the old one's log held
+    shutil.rmtree(root)
+    _write(lake, D2, "silver.returns", [5])
+    assert delta._table(root) is not kept and delta.version(root) == 0
+    assert storage.scan(lake, "gold", "checks").collect()["failing_count"].to_list() == [5]
+
+
 def test_a_daily_merge_rewrites_the_files_around_its_keys_not_everything_since_the_first_load(tmp_path,
                                                                                                  monkeypatch):
     """Silver's daily shape: each day brings new keys (inserted) and re-reads the two days
