@@ -179,6 +179,25 @@ def replace_where(frame: pl.DataFrame | pl.LazyFrame, where: Location, values: M
                    predicate=predicate({k: typed(v) for k, v in values.items()}))
 
 
+def replace_partitions(frame: pl.DataFrame | pl.LazyFrame, where: Location,
+                       partitions: Sequence[Mapping[str, object]], *, partition_by: list[str]) -> int:
+    """Make ``frame`` (which carries the partition columns) the rows of every partition in
+    ``partitions``, in one commit: ``replace_where`` for many partitions at once, so writing N
+    of them costs one commit, not N (each commit lists the table's whole log on local disk:
+    docs/benchmarks.md). Returns the version."""
+    if not partitions:
+        raise ValueError(f"{where}: no partition to replace")
+    first, *rest = partition_by
+    by_first: dict[object, list[str]] = {}
+    for part in partitions:
+        others = " AND ".join(f"{k} = {_literal(typed(part[k]))}" for k in rest)
+        by_first.setdefault(typed(part[first]), []).append(f"({others})" if others else "true")
+    # grouped by the first column: (a = x AND ((b = 1) OR (b = 2))) OR ..., a few terms per value
+    where_sql = " OR ".join(f"({first} = {_literal(value)} AND ({' OR '.join(terms)}))"
+                            for value, terms in by_first.items())
+    return _commit(frame.lazy(), where, partition_by=partition_by, predicate=where_sql)
+
+
 def delete_where(where: Location, values: Mapping[str, object]) -> int:
     """Delete the rows whose ``values`` columns match (a partition), in one commit; returns the
     version. Their files stay readable by earlier versions until ``vacuum``. Fenced (ADR 0016)."""

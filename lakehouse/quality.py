@@ -56,15 +56,61 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.DataFrame, run_id: str) -> None:
-    """Publish one run's results for ``dataset`` (replacing a rerun's earlier rows)."""
-    frame = results.with_columns(pl.lit(run_id).alias("_run_id")).select(
-        [pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column")
-    # a Delta table (ADR 0019): one small commit per batch instead of one Parquet file per
-    # dataset and day (5,840 files after two years of 8 entities), compacted by ``optimize``
-    partition = {"business_date": business_date, "dataset": dataset}
-    delta.replace_where(frame.with_columns(pl.lit(business_date).alias("business_date"),
-                                           pl.lit(dataset).alias("dataset")),
-                        storage.table_dir(cfg.lake, "gold", TABLE), partition, partition_by=list(partition))
+    """Publish one run's results for ``dataset`` now (replacing a rerun's earlier rows)."""
+    _publish(cfg, [_partition(results.with_columns(pl.lit(run_id).alias("_run_id")), business_date, dataset)])
+
+
+def _partition(results: pl.DataFrame, business_date: date, dataset: str) -> pl.DataFrame:
+    """The rows of one (``business_date``, ``dataset``) partition, in the table's column order."""
+    return results.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column").with_columns(
+        pl.lit(business_date).alias("business_date"), pl.lit(dataset).alias("dataset"))
+
+
+def _publish(cfg: DomainConfig, partitions: list[pl.DataFrame]) -> None:
+    # a Delta table (ADR 0019), all the partitions in one commit: each commit lists the table's
+    # whole log on local disk, so one per batch made every day's commits slower than the last
+    # (docs/benchmarks.md, "A tiny day costs more as the lake's history grows")
+    keys = [{"business_date": p["business_date"][0], "dataset": p["dataset"][0]} for p in partitions]
+    delta.replace_partitions(pl.concat(partitions), storage.table_dir(cfg.lake, "gold", TABLE), keys,
+                             partition_by=["business_date", "dataset"])
+
+
+HELD = "quality_held"  # under the lake's _state: <business date>/<dataset>.json
+
+
+def hold(cfg: DomainConfig, dataset: str, business_date: date, results: pl.DataFrame, run_id: str) -> None:
+    """Keep a batch's results until the run publishes the day's batches together
+    (``publish_held``: one commit a day instead of one per silver entity, ADR 0011).
+
+    A small JSON document, replaced atomically and fenced like every write, so a rerun's
+    batch replaces its earlier results and a superseded attempt holds nothing."""
+    rows = results.with_columns(pl.lit(run_id).alias("_run_id")).select(list(SCHEMA)).to_dicts()
+    storage.write_json(storage.state_path(cfg.lake, HELD, business_date.isoformat(), f"{dataset}.json"), rows)
+
+
+def publish_held(cfg: DomainConfig, business_date: date | None = None) -> list[str]:
+    """Publish the results held for ``business_date`` (every date: None) in one commit, then
+    forget them; returns the published ``<date>/<dataset>`` names. Nothing held: no commit.
+
+    The daily run calls it from ``build_gold`` (before the catalog serves the table) and from
+    ``write_report``, which runs on a day a silver gate blocked too: its rows are published
+    either way. Published first, forgotten after: a crash in between publishes them again."""
+    root = storage.state_path(cfg.lake, HELD)
+    docs = storage.find(root, f"{business_date.isoformat() if business_date else '*'}/*.json")
+    partitions, names = [], []
+    for doc in docs:
+        day, name = str(doc).rsplit("/", 2)[-2:]
+        rows = storage.read_json(doc, None)
+        if rows is None:  # published and forgotten by another caller meanwhile
+            continue
+        dataset = name.removesuffix(".json")
+        partitions.append(_partition(pl.DataFrame(rows, schema=SCHEMA), date.fromisoformat(day), dataset))
+        names.append(f"{day}/{dataset}")
+    if partitions:
+        _publish(cfg, partitions)
+    for doc in docs:
+        storage.remove(doc)
+    return names
 
 
 # ----------------------------------------------------------------------------- tiers 1 and 2
@@ -330,6 +376,7 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
     qc = cfg.quality
     flagged: dict[str, int] = {}
     kept: list[str] = []
+    verdicts: list[pl.DataFrame] = []
     for table in dict.fromkeys(m.table for m in qc.metrics):
         part = {"business_date": run_date.isoformat(), "dataset": f"gold.{table}"}
         if storage.exists(cfg.lake, "gold", TABLE, part):
@@ -351,7 +398,10 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
                                  f"{agreed['detail'].item() if agreed.height else ''}. Not blocking; see "
                                  "gold.quality_checks.",
                          recovered=f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")
-        record(cfg, f"gold.{table}", run_date, pl.concat(frames), run_id)
+        verdicts.append(_partition(pl.concat(frames).with_columns(pl.lit(run_id).alias("_run_id")),
+                                   run_date, f"gold.{table}"))
+    if verdicts:  # every table's verdicts in one commit
+        _publish(cfg, verdicts)
     log.info("tier-3 checks for %s: %d metric(s), flagged: %s, kept from an earlier run: %s",
              run_date, len(qc.metrics), flagged or "none", kept or "none")
     return {"metrics": len(qc.metrics), "flagged": flagged, "kept": kept}

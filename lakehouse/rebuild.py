@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from lakehouse import gold, silver, steps, storage
+from lakehouse import gold, quality, silver, steps, storage
 from lakehouse.bronze import bronze_table
 from lakehouse.config import DomainConfig
 
@@ -39,6 +39,7 @@ def rebuild(cfg: DomainConfig, run_id: str = "rebuild") -> dict[str, int]:
             day = date.fromisoformat(part["ingest_date"])
             if day != days[-1]:
                 silver.stage(cfg, contract.entity, day, run_id)
+    quality.publish_held(cfg)  # every earlier day's check results in one commit
     ctx = steps.RunContext(cfg=cfg, run_date=days[-1], run_id=run_id)
     outcomes = steps.run_local(steps.DAILY, ctx, only=steps.REBUILD_STEPS)
     rows = {c.entity: outcomes[f"silver_{c.entity}"].result["silver_rows"] for c in cfg.contracts}

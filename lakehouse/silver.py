@@ -273,8 +273,9 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         # a rule that rejected nothing gets a verdict (it may settle an incident) but no row:
         # one per rule per batch would double the history for nothing
         results = pl.concat([results, quality.drift_result(drifted, policy), jumps.filter(pl.col("metric") > 0)])
-        # recorded before the gate decides: a blocked batch leaves its history too
-        quality.record(cfg, dataset, run_date, results, run_id)
+        # held before the gate decides: a blocked batch leaves its history too (published with
+        # the day's other batches by build_gold, or write_report when a gate blocked: ADR 0011)
+        quality.hold(cfg, dataset, run_date, results, run_id)
         log.info("quality of %s: %d checks, not passing: %s", where, results.height, quality.summary(results))
         examples = {r["rule"]: r["offending_value"] for r in failed.group_by("rule", maintain_order=True).agg(
             pl.col("offending_value").unique(maintain_order=True).head(3)).to_dicts()}
@@ -309,7 +310,7 @@ def stage(cfg: DomainConfig, entity: str, run_date: date, run_id: str) -> dict[s
         storage.publish_batches(validated(), cfg.lake, "silver", stg_table(entity), part)
     except QualityGateError as exc:
         if exc.check not in ("quarantine_rate", "rule_reject_rate"):  # those recorded their full results
-            quality.record(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
+            quality.hold(cfg, dataset, run_date, quality.blocked(exc.check, str(exc), height), run_id)
         raise
     rejected, qpart = pl.concat(rejects), {"entity": entity, **part}
     # most batches reject nothing: a commit then only to create the (empty) table, which the

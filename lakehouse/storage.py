@@ -935,6 +935,15 @@ def locked(lake: Location, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def remove(path: Location) -> None:
+    """Delete one file (a state document); one already gone is fine."""
+    if is_remote(path):
+        with contextlib.suppress(FileNotFoundError):
+            filesystem(path).rm_file(str(path))
+        return
+    Path(path).unlink(missing_ok=True)
+
+
 def read_json(path: Location, default: Any) -> Any:
     try:
         if is_remote(path):

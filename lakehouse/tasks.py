@@ -50,7 +50,10 @@ def silver(ctx: RunContext, entity: str) -> dict:
 
 def gold(ctx: RunContext) -> dict:
     from lakehouse import gold as gold_layer
+    from lakehouse.quality import publish_held
 
+    # the day's silver check results, one commit for every batch, before the catalog serves them
+    publish_held(ctx.cfg, ctx.run_date)
     return gold_layer.build_all(ctx.cfg, ctx.run_date)
 
 
@@ -87,8 +90,13 @@ def quality(ctx: RunContext) -> dict:
 
 def report(ctx: RunContext) -> str:
     """Rewrite the HTML health dashboard, freshness measured as of the run's date."""
+    from lakehouse.quality import publish_held
     from lakehouse.report import write_report
 
+    # a day a silver gate blocked has no build_gold: its check results are published here
+    # (the blocked batch's first), so the dashboard, status and the next catalog show them
+    if ctx.run_date is not None:
+        publish_held(ctx.cfg, ctx.run_date)
     return str(write_report(ctx.cfg, as_of=ctx.run_date))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse import bronze, silver, storage
+from lakehouse import bronze, quality, silver, storage
 from lakehouse.extract.files import FileError
 from tests.conftest import START, run_day_direct
 from tests.integration.test_pipeline import accounted
@@ -214,10 +214,51 @@ def test_a_batch_outside_its_expected_row_count_blocks(day_one):
     with pytest.raises(QualityGateError, match=r"bronze\.erp__orders ingest_date=.*rows, expected between 10000"):
         silver.stage(cfg, "orders", DAY, "test")
     assert not storage.exists(cfg.lake, "silver", "stg_orders", {"ingest_date": DAY.isoformat()})
+    quality.publish_held(cfg, DAY)  # as the run's write_report does on a day a gate blocked
     row = storage.scan(cfg.lake, "gold", "quality_checks").filter(
         pl.col("dataset") == "silver.orders", pl.col("business_date").cast(pl.String) == DAY.isoformat()
     ).collect().row(0, named=True)
     assert (row["check"], row["status"], row["tier"]) == ("row_count", "blocked", 1)
+
+
+def test_a_days_check_results_are_one_commit_and_a_blocked_day_publishes_them_too(day_one):
+    """Every silver batch of a day records its tier-1/2 results in gold.quality_checks, all in
+    one commit (one per batch made every day's commits slower: each lists the table's log);
+    on a day a gate blocks one batch (no build_gold), the blocked batch and the others are
+    published all the same, by write_report, and nothing stays held."""
+    from lakehouse import delta, steps
+    from lakehouse.config import RowCount
+
+    cfg, table = day_one.cfg, storage.table_dir(day_one.cfg.lake, "gold", "quality_checks")
+    entities = {f"silver.{c.entity}" for c in cfg.contracts}
+    day_two = DAY + timedelta(days=1)
+
+    def commits_since(version: int) -> list[dict]:
+        return [h for h in delta.history(table) if h["version"] > version]
+
+    def datasets(day) -> dict[str, set[str]]:
+        rows = storage.scan(cfg.lake, "gold", "quality_checks").filter(pl.col("business_date") == day).collect()
+        return {d: set(g["status"]) for (d,), g in rows.group_by("dataset")}
+
+    before = delta.version(table)
+    run_day_direct(cfg, DAY)
+    writes = [h for h in commits_since(before) if h["operation"] == "WRITE"]
+    assert len(writes) == 2, writes  # the silver batches', and tier 3's (every metric table at once)
+    assert set(datasets(DAY)) >= entities  # every batch's results, from that one commit
+    assert not storage.find(storage.state_path(cfg.lake, quality.HELD), "*/*.json")
+
+    # day two: the orders batch is refused by its row-count gate, so no build_gold runs
+    blocked = cfg.model_copy(update={"contracts": [
+        c.model_copy(update={"expected_rows": RowCount(min=10_000)}) if c.entity == "orders" else c
+        for c in cfg.contracts]})
+    day_one.advance(day_two)
+    with pytest.raises(steps.StepsFailed) as failed:
+        steps.run_local(steps.DAILY, steps.RunContext(cfg=blocked, run_date=day_two, run_id="blocked"))
+    assert set(failed.value.failed) == {"silver_orders"}
+    assert failed.value.outcomes["build_gold"].state == "upstream_failed"
+    found = datasets(day_two)
+    assert set(found) == entities and found["silver.orders"] == {"blocked"}
+    assert not storage.find(storage.state_path(cfg.lake, quality.HELD), "*/*.json")
 
 
 def test_negative_quantities_and_out_of_range_prices_from_the_erp_are_quarantined(day_one):
@@ -285,6 +326,7 @@ def test_named_rules_name_their_rejects_and_a_rule_over_its_own_limit_blocks(day
     assert not storage.exists(day_one.cfg.lake, "silver", "stg_order_lines", {"ingest_date": DAY.isoformat()})
 
     def checks() -> dict:
+        quality.publish_held(day_one.cfg, DAY)  # as the run does (build_gold, or write_report when blocked)
         return {r["check"]: (r["status"], r["failing_count"]) for r in storage.scan(
             day_one.cfg.lake, "gold", "quality_checks").filter(
             pl.col("dataset") == "silver.order_lines", pl.col("business_date") == DAY,
@@ -307,7 +349,6 @@ def test_a_rule_whose_reject_rate_jumps_pages_once_under_the_gate_and_settles(da
     rule is back to its usual rate."""
     import sqlalchemy as sa
 
-    from lakehouse import quality
     from lakehouse.config import CheckOptions
     from tests.fakes.slack import FakeSlack
 
@@ -338,6 +379,7 @@ def test_a_rule_whose_reject_rate_jumps_pages_once_under_the_gate_and_settles(da
         batch = pl.read_parquet(storage.data_file(cfg.lake, "bronze", "erp__order_lines",
                                                   {"ingest_date": DAY.isoformat()}))
         silver.stage(cfg, "order_lines", DAY, "test")
+        quality.publish_held(cfg, DAY)
         return batch
 
     monkeypatch.setenv("LAKEHOUSE_ALERT_STATE", str(tmp_path / "alerts"))

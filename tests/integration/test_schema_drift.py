@@ -28,6 +28,7 @@ def _erp(cfg, sql: str) -> None:
 
 
 def _checks(cfg, entity: str) -> dict[str, dict]:
+    quality.publish_held(cfg, DAY)  # as the run's build_gold (or write_report, on a blocked day) does
     rows = (quality.history(cfg).filter(pl.col("dataset") == f"silver.{entity}",
                                         pl.col("business_date").cast(pl.String) == DAY.isoformat())
             .collect().to_dicts())
@@ -54,6 +55,7 @@ def test_fail_blocks_the_batch_naming_column_and_examples(drifted):
         silver.stage(cfg, "order_lines", DAY, "test")
     assert err.value.check == "schema_drift"
     assert not storage.exists(cfg.lake, "silver", "stg_order_lines", {"ingest_date": DAY.isoformat()})
+    assert quality.publish_held(cfg, DAY) == [f"{DAY}/silver.order_lines"]
     after = storage.layer_hashes(cfg.lake)
     assert {t for t in after if after[t] != before.get(t)} == {"gold.quality_checks"}  # only the record
     assert _checks(cfg, "order_lines")["schema_drift"]["status"] == "blocked"
