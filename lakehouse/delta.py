@@ -201,9 +201,9 @@ def replace_partitions(frame: pl.DataFrame | pl.LazyFrame, where: Location,
 def delete_where(where: Location, values: Mapping[str, object]) -> int:
     """Delete the rows whose ``values`` columns match (a partition), in one commit; returns the
     version. Their files stay readable by earlier versions until ``vacuum``. Fenced (ADR 0016)."""
-    from lakehouse.storage import _fenced
+    from lakehouse.storage.fencing import fenced
 
-    with _fenced():
+    with fenced():
         _table(where).delete(predicate({k: typed(v) for k, v in values.items()}))
     return _table(where).version()
 
@@ -320,7 +320,7 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
     """
     import polars as pl
 
-    from lakehouse.storage import _fenced
+    from lakehouse.storage.fencing import fenced
 
     keys = _present(where, key, keys)
     if keys.height == 0:
@@ -328,7 +328,7 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
         # reads no target file. A merge whose new keys span the key range (a TPC-H day's new
         # orders do) prunes nothing and held all 6 M lineitem rows in memory: 3 GB for 2.5k rows
         if rows.height:
-            with _fenced():
+            with fenced():
                 rows.select(scan(where).collect_schema().names()).write_delta(
                     uri(where), mode="append", storage_options=storage_options(where))
         return {"num_target_rows_deleted": 0, "num_target_rows_inserted": rows.height,
@@ -337,7 +337,7 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
     # only the keys the table holds are deleted: a narrower key range for the merge to prune by
     markers = keys.select(pl.col(k).alias(f"_mk_{k}") for k in key).unique()
     source = pl.concat([markers, rows], how="diagonal_relaxed")
-    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
+    with fenced():  # a superseded task attempt commits nothing (ADR 0016)
         return (_table(where)
                 .merge(source.to_arrow(), predicate=" AND ".join(f"t.{k} = s._mk_{k}" for k in key),
                        source_alias="s", target_alias="t", streamed_exec=False)
@@ -413,7 +413,7 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
 
 def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: list[str], predicate: str | None,
            target_file_size: int | None) -> None:
-    from lakehouse.storage import _fenced
+    from lakehouse.storage.fencing import fenced
 
     options: dict[str, object] = {} if target_file_size is None else {"target_file_size": target_file_size}
     if creating:
@@ -442,7 +442,7 @@ def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: l
     # an existing local table is written through the one this thread keeps open, brought up to
     # date: given a path, delta-rs opens the table and replays its log first
     target = uri(where) if creating or is_remote(where) else _table(where)
-    with _fenced():  # a superseded task attempt commits nothing (ADR 0016)
+    with fenced():  # a superseded task attempt commits nothing (ADR 0016)
         write_deltalake(target, _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
                         **options)  # type: ignore[arg-type]
 
@@ -637,9 +637,9 @@ def optimize(where: Location, target_size: int | None = None) -> dict:
     delta-rs bins neighbouring files (its ``preserveLocality`` planner), so files laid out by
     key stay key ranges; ``target_size`` (bytes) caps the new files (default: the table's
     ``delta.targetFileSize``, about 100 MB)."""
-    from lakehouse.storage import _fenced
+    from lakehouse.storage.fencing import fenced
 
-    with _fenced():
+    with fenced():
         return _table(where).optimize.compact(target_size=target_size)
 
 

@@ -160,7 +160,7 @@ REPLACER = textwrap.dedent("""
 def test_snapshot_links_never_miss_a_file_that_is_being_replaced(tmp_path):
     """Linux refuses ``link()`` with ENOENT when a rename replaces the inode it just resolved,
     although the name exists throughout (about 1 link in 500 while a partition is republished:
-    it left empty read snapshots). ``storage._link`` must never fail on a name that exists."""
+    it left empty read snapshots). ``storage.snapshots._link`` must never fail on a name that exists."""
     target = tmp_path / "data.parquet"
     target.write_bytes(b"x")
     replacer = subprocess.Popen([sys.executable, "-c", REPLACER, str(target), "3"])
@@ -173,7 +173,7 @@ def test_snapshot_links_never_miss_a_file_that_is_being_replaced(tmp_path):
         except FileNotFoundError:
             raced += 1
         try:
-            storage._link(target, copy)
+            storage.snapshots._link(target, copy)
             copy.unlink()
         except OSError as exc:
             failures.append(repr(exc))

@@ -53,7 +53,7 @@ def s3_endpoint() -> Iterator[str]:
            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    storage._filesystem.cache_clear()
+    storage.files._filesystem.cache_clear()
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
@@ -67,7 +67,7 @@ def s3_endpoint() -> Iterator[str]:
         proc.wait(10)
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        storage._filesystem.cache_clear()
+        storage.files._filesystem.cache_clear()
         s3fs.S3FileSystem.clear_instance_cache()
 
 

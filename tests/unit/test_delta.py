@@ -105,7 +105,7 @@ def test_only_tables_with_many_small_files_are_compacted(tmp_path, monkeypatch):
     that can be merged (in one partition), then compacts it once: same content, fewer files.
     A partitioned table with one small file per partition has nothing to merge."""
     lake = tmp_path / "lake"
-    monkeypatch.setattr(storage, "SMALL_FILES", 5)
+    monkeypatch.setattr(storage.maintenance, "SMALL_FILES", 5)
     for i in range(6):
         _write(lake, D1 + timedelta(days=i), "silver.e", [i])  # one file in each of 6 partitions
     root = storage.table_dir(lake, "silver", "items")

@@ -1,0 +1,80 @@
+"""Upkeep of a lake: vacuum (retired files, killed writers' leftovers, Delta vacuum, old
+snapshots) and compaction of Delta tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+
+from lakehouse.storage.files import backend
+from lakehouse.storage.partition_files import RETIRED, _vacuum_superseded
+from lakehouse.storage.paths import Location, is_remote, layer_root, state_dir
+from lakehouse.storage.snapshots import SNAPSHOTS
+from lakehouse.storage.table_io import delta_tables
+
+
+def vacuum(lake: Location, grace_hours: float) -> list[Location]:
+    """Delete retired files and leftovers of killed writers older than ``grace_hours``.
+
+    The grace period must exceed the longest query, as with Delta Lake's VACUUM: a
+    file younger than it may still be read and is kept.
+    """
+    cutoff = time.time() - grace_hours * 3600
+    removed: list[Location] = []
+    for layer in ("bronze", "silver", "gold"):
+        for path, mtime in backend(lake).hidden_files(layer_root(lake, layer)):
+            name = str(path).rsplit("/", 1)[-1]
+            if mtime > cutoff:
+                continue
+            if name.startswith(RETIRED):
+                if int(name[len(RETIRED):].split("-", 1)[0]) > cutoff:
+                    continue
+            elif not name.endswith(".tmp"):
+                continue
+            backend(path).remove(path)
+            removed.append(path)
+        if is_remote(lake):
+            removed += _vacuum_superseded(layer_root(lake, layer), cutoff)
+    removed += _vacuum_delta(lake, grace_hours)
+    snapshots = Path(state_dir(lake)) / SNAPSHOTS if not is_remote(lake) else None
+    if snapshots is not None and snapshots.exists():
+        for snap in snapshots.iterdir():
+            if int(snap.name.split("-", 1)[0]) <= cutoff:
+                shutil.rmtree(snap, ignore_errors=True)
+    for directory in sorted({p.parent for p in removed if isinstance(p, Path)}, reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # a partition folder left empty by retention
+    return removed
+
+
+def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
+    """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
+    from lakehouse import delta
+
+    return [f for _, root in delta_tables(lake) for f in delta.vacuum(root, grace_hours)]
+
+
+# A Delta table is compacted once it has this many files under SMALL_FILE_BYTES (each daily
+# merge or partition replacement adds one small file per table it touches), into files of
+# about COMPACT_BYTES: small enough that a merge rewrites little (silver's files, ADR 0020)
+SMALL_FILES, SMALL_FILE_BYTES, COMPACT_BYTES = 32, 4 << 20, 8 << 20
+
+
+def compact_small_files(lake: Location) -> dict[str, dict]:
+    """Compact the Delta tables that gathered ``SMALL_FILES`` small files; the others are left
+    alone (a compaction is a new version: cheap, but not free, and not needed every day)."""
+    from lakehouse import delta
+
+    done = {name: delta.maintain(root, below_bytes=SMALL_FILE_BYTES, min_files=SMALL_FILES,
+                                 target_size=COMPACT_BYTES) for name, root in delta_tables(lake)}
+    return {name: metrics for name, metrics in done.items() if metrics is not None}
+
+
+def optimize_all(lake: Location) -> dict[str, dict]:
+    """Compact every Delta table's small files; ``{"layer.table": delta-rs metrics}``."""
+    from lakehouse import delta
+
+    return {name: delta.optimize(root) for name, root in delta_tables(lake)}
