@@ -1,6 +1,17 @@
-"""Bronze's table protocol: one Parquet file per partition (ADR 0001), published by an atomic
-rename on disk or as a fresh immutable object on an object store (ADR 0013), retired then
-vacuumed. Silver and gold are Delta tables (``tables``, ADR 0019).
+"""Bronze's table protocol: one Parquet file per partition (ADR 0001, 0013). Silver and gold
+are Delta tables (``table_io``, ADR 0019).
+
+Layout: ``<lake>/<layer>/<table>/[<key>=<value>/...]data.parquet``. A partition is exactly one
+Parquet file, so publishing it is one atomic ``os.replace`` of a fully written, fsynced
+temporary file in the same directory. Readers see the old partition or the new one, never a
+partial, mixed or missing one, and no file of a replaced partition stays visible.
+
+On an object store there is no rename, and overwriting one key is not enough: readers fetch a
+Parquet file in several ranged GETs, and a replacement between two of them mixes versions (the
+object-store test caught exactly that). So objects are immutable: each publish uploads a new
+``data-<time_ns>-<random>.parquet`` in one PUT, the newest file of a partition is its content,
+readers resolve that file once and keep reading it, and superseded files are deleted by
+``vacuum`` after the grace period.
 """
 
 from __future__ import annotations
