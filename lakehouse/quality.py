@@ -60,19 +60,24 @@ def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.Dat
     _publish(cfg, [_partition(results.with_columns(pl.lit(run_id).alias("_run_id")), business_date, dataset)])
 
 
-def _partition(results: pl.DataFrame, business_date: date, dataset: str) -> pl.DataFrame:
-    """The rows of one (``business_date``, ``dataset``) partition, in the table's column order."""
-    return results.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column").with_columns(
-        pl.lit(business_date).alias("business_date"), pl.lit(dataset).alias("dataset"))
+Partition = tuple[date, str, pl.DataFrame]  # (business date, dataset, its rows)
 
 
-def _publish(cfg: DomainConfig, partitions: list[pl.DataFrame]) -> None:
+def _partition(results: pl.DataFrame, business_date: date, dataset: str) -> Partition:
+    """One (``business_date``, ``dataset``) partition: the key, and its rows in the table's
+    column order (a partition may be emptied: its key still says which one)."""
+    rows = results.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column")
+    return business_date, dataset, rows.with_columns(pl.lit(business_date).alias("business_date"),
+                                                     pl.lit(dataset).alias("dataset"))
+
+
+def _publish(cfg: DomainConfig, partitions: list[Partition]) -> None:
     # a Delta table (ADR 0019), all the partitions in one commit: each commit lists the table's
     # whole log on local disk, so one per batch made every day's commits slower than the last
     # (docs/benchmarks.md, "A tiny day costs more as the lake's history grows")
-    keys = [{"business_date": p["business_date"][0], "dataset": p["dataset"][0]} for p in partitions]
-    delta.replace_partitions(pl.concat(partitions), storage.table_dir(cfg.lake, "gold", TABLE), keys,
-                             partition_by=["business_date", "dataset"])
+    keys = [{"business_date": day, "dataset": dataset} for day, dataset, _ in partitions]
+    delta.replace_partitions(pl.concat(rows for _, _, rows in partitions), storage.table_dir(cfg.lake, "gold", TABLE),
+                             keys, partition_by=["business_date", "dataset"])
 
 
 HELD = "quality_held"  # under the lake's _state: <business date>/<dataset>.json
@@ -376,7 +381,7 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
     qc = cfg.quality
     flagged: dict[str, int] = {}
     kept: list[str] = []
-    verdicts: list[pl.DataFrame] = []
+    verdicts: list[Partition] = []
     for table in dict.fromkeys(m.table for m in qc.metrics):
         part = {"business_date": run_date.isoformat(), "dataset": f"gold.{table}"}
         if storage.exists(cfg.lake, "gold", TABLE, part):

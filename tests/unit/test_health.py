@@ -186,3 +186,25 @@ def test_the_volume_chart_breaks_its_lines_on_days_without_rows():
     grid = report.daily_grid(volumes)
     assert grid.filter(pl.col("layer") == "bronze")["rows"].to_list() == [10, None, None, 5]
     assert grid.filter(pl.col("layer") == "gold")["rows"].to_list() == [None, 7, None, None]  # 0: no point
+
+
+def test_held_results_publish_per_partition_and_an_empty_one_empties_it(cfg):
+    """Results held for two datasets of a day publish together; holding none for a dataset
+    (an emptied partition) replaces its earlier rows with none, and other days stay."""
+    from lakehouse import quality
+
+    day, other = date(2026, 10, 31), date(2026, 10, 30)
+    quality.record(cfg, "silver.orders", other, quality.blocked("row_count", "x", 3), "r0")
+    quality.hold(cfg, "silver.orders", day, quality.blocked("schema_drift", "x", 3), "r1")
+    quality.hold(cfg, "silver.items", day, quality.blocked("row_count", "y", 5), "r1")
+    assert quality.publish_held(cfg, day) == [f"{day}/silver.items", f"{day}/silver.orders"]
+    assert quality.publish_held(cfg, day) == []  # forgotten once published
+
+    def rows() -> list[tuple]:
+        return sorted(quality.history(cfg).select(pl.col("business_date").cast(pl.String), "dataset", "check")
+                      .collect().rows())
+
+    assert rows() == [("2026-10-30", "silver.orders", "row_count"), ("2026-10-31", "silver.items", "row_count"),
+                      ("2026-10-31", "silver.orders", "schema_drift")]
+    quality.record(cfg, "silver.orders", day, quality._frame([]), "r2")
+    assert rows() == [("2026-10-30", "silver.orders", "row_count"), ("2026-10-31", "silver.items", "row_count")]
