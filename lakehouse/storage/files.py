@@ -57,6 +57,7 @@ class Backend(Protocol):
     def get(self, path: Location, local: Path) -> Path: ...
     def put(self, local: Path, target: Location) -> None: ...  # atomic; the caller fences
     def remove(self, path: Location) -> None: ...  # one already gone is fine
+    def remove_if_empty(self, folder: Location) -> None: ...
     def read_text(self, path: Location) -> str: ...  # FileNotFoundError when absent
     def write_text(self, path: Location, text: str) -> None: ...  # atomic
     def hidden_files(self, base: Location) -> Iterator[tuple[Location, float]]: ...
@@ -93,6 +94,10 @@ class LocalDisk:
 
     def remove(self, path: Location) -> None:
         Path(path).unlink(missing_ok=True)
+
+    def remove_if_empty(self, folder: Location) -> None:
+        with contextlib.suppress(OSError):  # not empty (or gone): left as it is
+            Path(folder).rmdir()
 
     def read_text(self, path: Location) -> str:
         return Path(path).read_text()
@@ -147,6 +152,9 @@ class ObjectStore:
     def remove(self, path: Location) -> None:
         with contextlib.suppress(FileNotFoundError):
             filesystem(path).rm_file(str(path))
+
+    def remove_if_empty(self, folder: Location) -> None:
+        pass  # an object store has no folders: a prefix with no object is gone already
 
     def read_text(self, path: Location) -> str:
         return filesystem(path).cat_file(str(path)).decode()
@@ -207,8 +215,11 @@ def put_file(local: Path, target: Location) -> None:
 
 
 def remove(path: Location) -> None:
-    """Delete one file (a state document); one already gone is fine."""
-    backend(path).remove(path)
+    """Delete one file (a state document), and its folder if that is left empty; one already
+    gone is fine."""
+    store = backend(path)
+    store.remove(path)
+    store.remove_if_empty(str(path).rsplit("/", 1)[0] if is_remote(path) else Path(path).parent)
 
 
 def read_json(path: Location, default: Any) -> Any:

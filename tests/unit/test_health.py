@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -199,6 +200,7 @@ def test_held_results_publish_per_partition_and_an_empty_one_empties_it(cfg):
     quality.hold(cfg, "silver.items", day, quality.blocked("row_count", "y", 5), "r1")
     assert quality.publish_held(cfg, day) == [f"{day}/silver.items", f"{day}/silver.orders"]
     assert quality.publish_held(cfg, day) == []  # forgotten once published
+    assert not Path(storage.state_path(cfg.lake, quality.HELD, day.isoformat())).exists()  # no folder a day
 
     def rows() -> list[tuple]:
         return sorted(quality.history(cfg).select(pl.col("business_date").cast(pl.String), "dataset", "check")
