@@ -57,16 +57,17 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
 
 def record(cfg: DomainConfig, dataset: str, business_date: date, results: pl.DataFrame, run_id: str) -> None:
     """Publish one run's results for ``dataset`` now (replacing a rerun's earlier rows)."""
-    _publish(cfg, [_partition(results.with_columns(pl.lit(run_id).alias("_run_id")), business_date, dataset)])
+    _publish(cfg, [_partition(results, business_date, dataset, run_id)])
 
 
 Partition = tuple[date, str, pl.DataFrame]  # (business date, dataset, its rows)
 
 
-def _partition(results: pl.DataFrame, business_date: date, dataset: str) -> Partition:
-    """One (``business_date``, ``dataset``) partition: the key, and its rows in the table's
-    column order (a partition may be emptied: its key still says which one)."""
-    rows = results.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column")
+def _partition(results: pl.DataFrame, business_date: date, dataset: str, run_id: str) -> Partition:
+    """One (``business_date``, ``dataset``) partition of ``run_id``'s results: the key, and its
+    rows in the table's column order (a partition may be emptied: its key still says which one)."""
+    rows = (results.with_columns(pl.lit(run_id).alias("_run_id"))
+            .select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).sort("tier", "check", "column"))
     return business_date, dataset, rows.with_columns(pl.lit(business_date).alias("business_date"),
                                                      pl.lit(dataset).alias("dataset"))
 
@@ -89,8 +90,8 @@ def hold(cfg: DomainConfig, dataset: str, business_date: date, results: pl.DataF
 
     A small JSON document, replaced atomically and fenced like every write, so a rerun's
     batch replaces its earlier results and a superseded attempt holds nothing."""
-    rows = results.with_columns(pl.lit(run_id).alias("_run_id")).select(list(SCHEMA)).to_dicts()
-    storage.write_json(storage.state_path(cfg.lake, HELD, business_date.isoformat(), f"{dataset}.json"), rows)
+    storage.write_json(storage.state_path(cfg.lake, HELD, business_date.isoformat(), f"{dataset}.json"),
+                       {"run_id": run_id, "rows": results.select(list(SCHEMA)).to_dicts()})
 
 
 def publish_held(cfg: DomainConfig, business_date: date | None = None) -> list[str]:
@@ -105,11 +106,12 @@ def publish_held(cfg: DomainConfig, business_date: date | None = None) -> list[s
     partitions, names = [], []
     for doc in docs:
         day, name = str(doc).rsplit("/", 2)[-2:]
-        rows = storage.read_json(doc, None)
-        if rows is None:  # published and forgotten by another caller meanwhile
+        held = storage.read_json(doc, None)
+        if held is None:  # published and forgotten by another caller meanwhile
             continue
         dataset = name.removesuffix(".json")
-        partitions.append(_partition(pl.DataFrame(rows, schema=SCHEMA), date.fromisoformat(day), dataset))
+        partitions.append(_partition(pl.DataFrame(held["rows"], schema=SCHEMA), date.fromisoformat(day), dataset,
+                                     held["run_id"]))
         names.append(f"{day}/{dataset}")
     if partitions:
         _publish(cfg, partitions)
@@ -403,8 +405,7 @@ def statistical_checks(cfg: DomainConfig, run_date: date, run_id: str) -> dict[s
                                  f"{agreed['detail'].item() if agreed.height else ''}. Not blocking; see "
                                  "gold.quality_checks.",
                          recovered=f":white_check_mark: *{metric.name}* is back to normal on {run_date}.")
-        verdicts.append(_partition(pl.concat(frames).with_columns(pl.lit(run_id).alias("_run_id")),
-                                   run_date, f"gold.{table}"))
+        verdicts.append(_partition(pl.concat(frames), run_date, f"gold.{table}", run_id))
     if verdicts:  # every table's verdicts in one commit
         _publish(cfg, verdicts)
     log.info("tier-3 checks for %s: %d metric(s), flagged: %s, kept from an earlier run: %s",
