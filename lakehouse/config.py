@@ -420,6 +420,10 @@ class MLConfig(Model):
         0.25, gt=0, description="alert when live WAPE exceeds the holdout WAPE by this share")
     accuracy_window_days: int = Field(7, ge=1, description="days of actuals the live WAPE is measured on")
     accuracy_min_rows: int = Field(1000, ge=1, description="fewer forecast/actual pairs than this: no verdict")
+    chunk_rows: int = Field(
+        2_000_000, ge=1000, description="series x days rows of the daily frame built and scored at a time")
+    max_train_rows: int = Field(
+        4_000_000, ge=1000, description="training keeps a fixed sample of series within this many frame rows")
     xgboost: dict[str, Any] = {}
 
 

@@ -10,6 +10,7 @@ partitions are immutable, everything above is rebuilt idempotently.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -178,6 +179,8 @@ def main() -> None:
     parser.add_argument("--ui", action="store_true",
                         help="start the supplier API and Airflow (make airflow-ui) on the demo's home, until Ctrl-C")
     args = parser.parse_args()
+    # the sources, the lake and Airflow all live under --home: the config reads it too
+    os.environ["LAKEHOUSE_HOME"] = str(args.home)
     cfg = load_domain(CONFIG_DIR)
     if args.ui:
         ui(args.home, args.api_port)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -56,6 +57,8 @@ DOCS = {
     }),
 }
 LAGS = [7, 14, 21, 28, 364]
+# the days before a row its features read (lag_364; mean_28 reads days 7 to 34 before)
+LOOKBACK_DAYS = max(*LAGS, 7 + 28 - 1)
 FEATURES = [f"lag_{k}" for k in LAGS] + [
     "mean_7", "mean_28", "day_of_week", "month", "doy_sin", "doy_cos", "is_holiday",
     "holiday_tomorrow", "discount", "category_code", "warehouse_code", "price",
@@ -67,36 +70,65 @@ DRIFT_FEATURES = [f"lag_{k}" for k in LAGS] + ["mean_7", "mean_28", "price"]
 # Facts as they were known at the cutoff: validated batches ingested up to it, latest
 # version of each line among those. A correction that arrives later never leaks into a
 # model trained for an earlier day, and rerunning that day trains the same model.
-DAILY_SQL = """
+#
+# The daily frame (series x days) is built a chunk of series at a time (ADR 0030): the
+# series are hashed into BUCKETS buckets, a chunk is a range of buckets, and training keeps
+# a prefix of them when the whole frame would pass ``max_train_rows``. Memory follows the
+# chunk, not the history or the number of series. The sold units per series and day are
+# aggregated once per run into a temporary table the chunks read.
+BUCKETS = 1024
+
+SERIES_SQL = f"""
+CREATE OR REPLACE TEMP TABLE demand_series AS
+SELECT product_id, warehouse_id,
+       (('0x' || md5(product_id || '|' || warehouse_id)[1:8])::UBIGINT % {BUCKETS})::INTEGER AS bucket
+FROM silver.stg_order_lines WHERE ingest_date <= $known_at GROUP BY ALL
+"""  # the first 32 bits of an md5: the same buckets in any tool and version
+
+# A line or an order is first extracted no earlier than the day before its order date (it
+# cannot be read before it exists; a day of slack for time zones), so a frame that starts at
+# ``since`` reads only the batches ingested from the day before: the past years are pruned.
+SALES_SQL = """
+CREATE OR REPLACE TEMP TABLE demand_sales AS
 WITH lines AS (
-    SELECT * FROM silver.stg_order_lines WHERE ingest_date <= $known_at
+    SELECT * FROM silver.stg_order_lines
+    WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
+      AND {sampled}
     QUALIFY row_number() OVER (PARTITION BY order_line_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 ),
 orders AS (
-    SELECT * FROM silver.stg_orders WHERE ingest_date <= $known_at
+    SELECT * FROM silver.stg_orders WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
     QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
-),
-sales AS (
+)
+SELECT s.bucket, x.* FROM (
     SELECT o.ordered_at::DATE AS date, l.product_id, l.warehouse_id, sum(l.quantity)::BIGINT AS units,
            max(l.discount_pct) AS discount,
            round(avg(l.unit_price), 4) AS price  -- rounded: float sums vary with thread order
     FROM lines l JOIN orders o USING (order_id)
-    WHERE o.ordered_at::DATE <= $last_actual GROUP BY ALL
-),
--- the promotions calendar as known at the cutoff: the business plans promotions ahead, so the
--- days to predict carry their discounts (sold lines show them only once the day is past)
-promos AS (
-    SELECT p.product_id, d.date, max(p.discount_pct) AS discount
-    FROM (SELECT * FROM silver.stg_promotions WHERE ingest_date <= $known_at
-          QUALIFY row_number() OVER (PARTITION BY promotion_id ORDER BY updated_at DESC, ingest_date DESC) = 1) p,
-         LATERAL (SELECT unnest(generate_series(p.starts_on, p.ends_on, INTERVAL 1 DAY))::DATE AS date) d
-    GROUP BY ALL
-),
-series AS (SELECT DISTINCT product_id, warehouse_id FROM sales),
-days AS (
-    SELECT date, is_holiday, day_of_week, month FROM gold.dim_date
-    WHERE date >= (SELECT min(date) FROM sales) AND date <= $until
-),
+    WHERE o.ordered_at::DATE <= $last_actual AND o.ordered_at::DATE >= $since GROUP BY ALL
+) x JOIN demand_series s USING (product_id, warehouse_id)
+ORDER BY s.bucket  -- a chunk's rows are then a few row groups (min/max pruning)
+"""
+
+# the promotions calendar as known at the cutoff: the business plans promotions ahead, so the
+# days to predict carry their discounts (sold lines show them only once the day is past)
+PROMOS_SQL = """
+CREATE OR REPLACE TEMP TABLE demand_promos AS
+SELECT p.product_id, d.date, max(p.discount_pct) AS discount
+FROM (SELECT * FROM silver.stg_promotions WHERE ingest_date <= $known_at
+      QUALIFY row_number() OVER (PARTITION BY promotion_id ORDER BY updated_at DESC, ingest_date DESC) = 1) p,
+     LATERAL (SELECT unnest(generate_series(p.starts_on, p.ends_on, INTERVAL 1 DAY))::DATE AS date) d
+WHERE d.date >= $since
+GROUP BY ALL
+"""
+NO_PROMOS_SQL = """
+CREATE OR REPLACE TEMP TABLE demand_promos AS
+SELECT NULL::VARCHAR AS product_id, NULL::DATE AS date, NULL::DOUBLE AS discount WHERE false
+"""
+
+FRAME_SQL = """
+WITH series AS (SELECT product_id, warehouse_id FROM demand_series WHERE bucket >= $lo AND bucket < $hi),
+days AS (SELECT date, is_holiday, day_of_week, month FROM gold.dim_date WHERE date >= $first AND date <= $until),
 category AS (
     SELECT product_id, category FROM gold.dim_product
     WHERE valid_from < $last_actual + INTERVAL 1 DAY
@@ -106,37 +138,127 @@ SELECT s.product_id, s.warehouse_id, d.date, d.is_holiday, d.day_of_week, d.mont
        CASE WHEN d.date <= $last_actual THEN coalesce(x.units, 0) END AS units,
        coalesce(x.discount, p.discount, 0) AS discount, x.price, c.category
 FROM series s CROSS JOIN days d
-LEFT JOIN sales x USING (product_id, warehouse_id, date)
-LEFT JOIN promos p USING (product_id, date)
+LEFT JOIN (SELECT * FROM demand_sales WHERE bucket >= $lo AND bucket < $hi) x USING (product_id, warehouse_id, date)
+LEFT JOIN demand_promos p USING (product_id, date)
 LEFT JOIN category c USING (product_id)
 ORDER BY s.product_id, s.warehouse_id, d.date
 """
 
 
+@dataclass(frozen=True)
+class Demand:
+    """The daily frame of one run, ready to be read a chunk of series at a time. It reads the
+    connection's temporary tables: only the last ``prepare_demand`` of a connection is current."""
+
+    con: duckdb.DuckDBPyConnection
+    last_actual: date
+    until: date
+    first: date | None  # the frame's first day (None: nothing sold yet)
+    bucket_series: dict[int, int]  # series per bucket, only the buckets kept
+    kept_buckets: int  # buckets [0, kept_buckets) are in the frame (all of them unless sampled)
+    categories: list[str]  # every category of the frame, sorted: codes stable across chunks
+
+    @property
+    def days(self) -> int:
+        return (self.until - self.first).days + 1 if self.first else 0
+
+    @property
+    def series(self) -> int:
+        return sum(self.bucket_series.values())
+
+    def chunks(self, chunk_rows: int) -> list[tuple[int, int]]:
+        """Ranges of buckets ``[lo, hi)`` of at most ``chunk_rows`` frame rows each (or one bucket)."""
+        ranges, lo, rows = [], None, 0
+        for bucket in sorted(self.bucket_series):
+            size = self.bucket_series[bucket] * self.days
+            if lo is not None and rows + size > chunk_rows:
+                ranges.append((lo, bucket))
+                lo, rows = None, 0
+            if lo is None:
+                lo = bucket
+            rows += size
+        if lo is not None or not ranges:
+            ranges.append((lo or 0, self.kept_buckets))
+        return ranges
+
+    def frame(self, lo: int = 0, hi: int | None = None) -> pl.DataFrame:
+        """The daily frame of the series in buckets ``[lo, hi)``, sorted by series and date."""
+        params = {"lo": lo, "hi": self.kept_buckets if hi is None else min(hi, self.kept_buckets), "first": self.first, "until": self.until, "last_actual": self.last_actual}
+        frame = self.con.sql(FRAME_SQL, params=params).pl()
+        return frame.with_columns(category=pl.col("category").cast(pl.Enum(self.categories)))
+
+    def frames(self, chunk_rows: int):
+        """Each chunk's daily frame in turn (the frames of all chunks together are the whole frame)."""
+        for lo, hi in self.chunks(chunk_rows):
+            yield self.frame(lo, hi)
+
+
+def prepare_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: date,
+                   known_at: date | None = None, since: date | None = None,
+                   max_rows: int | None = None) -> Demand:
+    """Aggregate the units sold per SKU x warehouse x day into the connection's temporary
+    tables, from ``since`` (default: the first sale) to ``last_actual``; the frame runs to
+    ``until``, later days with empty units.
+
+    Only batches ingested by ``known_at`` (default ``last_actual``) count: what the pipeline
+    knew that day. ``max_rows`` keeps the series of the first buckets whose frame stays
+    within that many rows: a deterministic sample, the same on every rerun.
+    """
+    known_at = known_at or last_actual
+    earliest = date(1, 1, 2)  # "no window": every batch counts
+    con.execute(SERIES_SQL, {"known_at": known_at})
+    per_bucket = dict(con.sql("SELECT bucket, count(*) FROM demand_series GROUP BY bucket").fetchall())
+    first_order = con.sql("SELECT min(ordered_at)::DATE FROM silver.stg_orders WHERE ingest_date <= $known_at",
+                          params={"known_at": known_at}).fetchall()[0][0]
+    first = None if first_order is None else max(since or first_order, first_order)
+    kept = BUCKETS
+    if max_rows is not None and first is not None:
+        days, rows, kept = (until - first).days + 1, 0, 0
+        for bucket in range(BUCKETS):
+            rows += per_bucket.get(bucket, 0) * days
+            if rows > max_rows and kept:
+                break
+            kept = bucket + 1
+    sampled = ("(product_id, warehouse_id) IN (SELECT product_id, warehouse_id FROM demand_series "
+               f"WHERE bucket < {kept})" if kept < BUCKETS else "true")
+    con.execute(SALES_SQL.format(sampled=sampled), {"known_at": known_at, "since": first or earliest,
+                                                    "last_actual": last_actual})
+    if since is None:  # the frame starts at the first sale, as the whole history always did
+        first = con.sql("SELECT min(date) FROM demand_sales").fetchall()[0][0]
+    has_calendar = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver' "
+                               "AND table_name = 'stg_promotions'").fetchall()[0][0]
+    if has_calendar:
+        con.execute(PROMOS_SQL, {"known_at": known_at, "since": first or earliest})
+    else:  # a lake loaded before the ERP had a calendar: no promotion is known in advance
+        con.execute(NO_PROMOS_SQL)
+    categories = [c for (c,) in con.sql(
+        "SELECT DISTINCT category FROM gold.dim_product WHERE category IS NOT NULL ORDER BY 1").fetchall()]
+    return Demand(con=con, last_actual=last_actual, until=until, first=first,
+                  bucket_series={b: n for b, n in per_bucket.items() if b < kept}, kept_buckets=kept,
+                  categories=categories)
+
+
 def daily_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: date,
                  known_at: date | None = None) -> pl.DataFrame:
-    """Units per SKU x warehouse x day up to ``last_actual`` (zeros filled, later rows empty).
+    """Units per SKU x warehouse x day up to ``last_actual`` (zeros filled, later rows empty),
+    the whole frame at once: for small lakes and tests (``prepare_demand`` chunks it).
 
     Only batches ingested by ``known_at`` (default ``last_actual``) count: what the
     pipeline knew that day. A backtest passes a later ``known_at`` to look at past
     days with everything known now.
     """
-    params = {"last_actual": last_actual, "until": until, "known_at": known_at or last_actual}
-    sql = DAILY_SQL
-    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver' AND "
-                       "table_name = 'stg_promotions'").fetchall()[0][0]:  # fetchall: leave no open result
-        # a lake loaded before the ERP had a calendar: no promotion is known in advance
-        sql = sql.replace("FROM silver.stg_promotions WHERE", "FROM (SELECT NULL::VARCHAR AS promotion_id, "
-                          "NULL::VARCHAR AS product_id, NULL::DATE AS starts_on, NULL::DATE AS ends_on, "
-                          "NULL::DOUBLE AS discount_pct, NULL::TIMESTAMP AS updated_at, NULL::DATE AS ingest_date "
-                          "WHERE false) WHERE")
-    return con.sql(sql, params=params).pl()
+    demand = prepare_demand(con, last_actual=last_actual, until=until, known_at=known_at)
+    return demand.frame().sort("product_id", "warehouse_id", "date")
 
 
 def features(daily: pl.LazyFrame) -> pl.LazyFrame:
     """Pure: daily demand -> model features. Every lag is at least 7 days old."""
     by = ["product_id", "warehouse_id"]
     units = pl.col("units").fill_null(0)
+    # an Enum of every category (prepare_demand) codes a category the same in every chunk
+    category = pl.col("category")
+    code = (category.to_physical() + 1 if isinstance(daily.collect_schema()["category"], pl.Enum)
+            else category.rank("dense"))
     doy = pl.col("date").dt.ordinal_day() * (2 * math.pi / 365.25)
     return daily.sort(*by, "date").with_columns(
         *[units.shift(k).over(by).alias(f"lag_{k}") for k in LAGS],
@@ -145,7 +267,7 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
         doy.sin().alias("doy_sin"), doy.cos().alias("doy_cos"),
         pl.col("is_holiday").cast(pl.Int8),
         pl.col("is_holiday").shift(-1).over(by).fill_null(False).cast(pl.Int8).alias("holiday_tomorrow"),
-        pl.col("category").rank("dense").cast(pl.Int32).alias("category_code"),  # stable across processes
+        code.cast(pl.Int32).alias("category_code"),  # stable across processes
         pl.col("warehouse_id").str.slice(2).cast(pl.Int32).alias("warehouse_code"),
         pl.col("price").forward_fill().over(by),
     )
@@ -176,8 +298,14 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
     cross-validated WAPE of every model (``gold.ml_model_metrics``, ``fold`` cv_1..).
     """
     mlc = cfg.ml
-    daily = daily_demand(con, last_actual=run_date, until=run_date)
-    feats = features(daily.lazy()).drop_nulls(["lag_28", "mean_28"]).collect()
+    demand = prepare_demand(con, last_actual=run_date, until=run_date, max_rows=mlc.max_train_rows)
+    parts = [features(frame.lazy()).drop_nulls(["lag_28", "mean_28"]).collect()
+             for frame in demand.frames(mlc.chunk_rows)]
+    # one order whatever the chunks: XGBoost's row subsampling depends on it
+    feats = pl.concat(parts).sort("product_id", "warehouse_id", "date") if len(parts) > 1 else parts[0]
+    total = con.sql("SELECT count(*) FROM demand_series").fetchall()[0][0]
+    log.info("training on %d of %d series (%d rows; max_train_rows %d) from %s", demand.series, total,
+             feats.height, mlc.max_train_rows, demand.first)
     data_hash = ml.frame_hash(feats.select("product_id", "warehouse_id", "date", "units", *FEATURES))
     params = dict(mlc.xgboost)
     version = hashlib.sha256(json.dumps([data_hash, params, mlc.seed, mlc.cv_folds],
@@ -220,27 +348,28 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
             **metrics}
 
 
-def drift_report(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFrame,
-                 train_to: date) -> pl.DataFrame:
-    """PSI of each drift feature: the scoring window against the model's latest training days.
+def drift_report(cfg: DomainConfig, reference: pl.DataFrame, scoring: pl.DataFrame) -> pl.DataFrame:
+    """PSI of each drift feature: the scoring window against the model's latest training days
+    (``reference``: the last ``drift_reference_days`` of its training window, ``drift_window``).
 
-    The reference is the last ``drift_reference_days`` of the training window, not all
-    of it: demand has a season and a trend, and a year-long reference would flag every
-    summer as drift.
+    The reference is the last days of the training window, not all of it: demand has a
+    season and a trend, and a year-long reference would flag every summer as drift.
     """
     mlc = cfg.ml
-    start = train_to - timedelta(days=mlc.drift_reference_days - 1)
-    reference = history.filter(pl.col("date").is_between(start, train_to)).select(DRIFT_FEATURES).collect()
     return ml.feature_drift(reference, scoring, DRIFT_FEATURES, mlc.psi_threshold, mlc.drift_min_rows)
 
 
-def _monitor_drift(cfg: DomainConfig, history: pl.LazyFrame, scoring: pl.DataFrame, model_version: str,
+def drift_window(cfg: DomainConfig, train_to: date) -> tuple[date, date]:
+    """The days of a model's training window its drift is measured against."""
+    return train_to - timedelta(days=cfg.ml.drift_reference_days - 1), train_to
+
+
+def _monitor_drift(cfg: DomainConfig, reference: pl.DataFrame, scoring: pl.DataFrame, model_version: str,
                    run_date: date) -> pl.DataFrame:
     """Publish ``gold.ml_feature_drift`` for the day and alert on drifted features."""
     from lakehouse import alerts
 
-    row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
-    drift = drift_report(cfg, history, scoring, row["train_to"]).with_columns(model_version=pl.lit(model_version))
+    drift = drift_report(cfg, reference, scoring).with_columns(model_version=pl.lit(model_version))
     storage.publish(drift, cfg.lake, "gold", "ml_feature_drift", {"forecast_date": run_date.isoformat()})
     drifted = drift.filter(pl.col("drifted"))
     key = f"drift:{MODEL_NAME}"  # one incident while drift lasts, a recovery when it ends
@@ -317,23 +446,37 @@ def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challe
 
 def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, model_version: str,
           artifact: str) -> int:
-    """Forecast ``horizon_days`` after ``run_date`` for every SKU x warehouse; one partition per date."""
-    horizon = cfg.ml.horizon_days
-    daily = daily_demand(con, last_actual=run_date, until=run_date + timedelta(days=horizon))
-    history = features(daily.lazy())
-    feats = history.filter(pl.col("date") > run_date).collect()
-    _monitor_drift(cfg, history, feats, model_version, run_date)
-    _monitor_accuracy(cfg, run_date)
+    """Forecast ``horizon_days`` after ``run_date`` for every SKU x warehouse; one partition per date.
+
+    The frame starts ``LOOKBACK_DAYS`` before the earliest day a feature is needed for (the
+    days to predict, and the drift reference at the end of the champion's training window),
+    and is built and scored a chunk of series at a time.
+    """
+    mlc = cfg.ml
+    row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
+    ref_from, ref_to = drift_window(cfg, row["train_to"])
+    since = min(run_date + timedelta(days=1), ref_from) - timedelta(days=LOOKBACK_DAYS)
+    demand = prepare_demand(con, last_actual=run_date, until=run_date + timedelta(days=mlc.horizon_days),
+                            since=since)
     model = ml.load_model(cfg.lake, artifact)
-    pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
-    # forecast_date is the partition key, so it is not repeated inside the file
-    out = feats.select(
-        pl.col("date").alias("target_date"),
-        pl.col("date").dt.strftime("%Y%m%d").cast(pl.Int32).alias("date_sk"),
-        "product_id", "warehouse_id",
-    ).with_columns(
-        predicted_units=pl.Series(pred.round(3), dtype=pl.Float64),
-        model_version=pl.lit(model_version),
-    )
+    scored, reference, reference_rows = [], [], 0
+    for frame in demand.frames(mlc.chunk_rows):
+        history = features(frame.lazy()).filter(pl.col("date") >= ref_from).collect()
+        feats = history.filter(pl.col("date") > run_date)
+        # the drift reference is a sample: the first chunks', up to max_train_rows rows
+        if reference_rows < mlc.max_train_rows:
+            reference.append(history.filter(pl.col("date").is_between(ref_from, ref_to)).select(DRIFT_FEATURES))
+            reference_rows += reference[-1].height
+        pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
+        # forecast_date is the partition key, so it is not repeated inside the file
+        scored.append(feats.select(
+            pl.col("date").alias("target_date"),
+            pl.col("date").dt.strftime("%Y%m%d").cast(pl.Int32).alias("date_sk"),
+            "product_id", "warehouse_id", *DRIFT_FEATURES,
+        ).with_columns(predicted_units=pl.Series(pred.round(3), dtype=pl.Float64)))
+    out = pl.concat(scored).sort("product_id", "warehouse_id", "target_date")
+    _monitor_drift(cfg, pl.concat(reference), out.select(DRIFT_FEATURES), model_version, run_date)
+    _monitor_accuracy(cfg, run_date)
+    out = out.drop(DRIFT_FEATURES).with_columns(model_version=pl.lit(model_version))
     storage.publish(out, cfg.lake, "gold", "fct_demand_forecast", {"forecast_date": run_date.isoformat()})
     return out.height

@@ -81,3 +81,95 @@ def test_the_days_to_predict_carry_the_promotions_known_at_the_cutoff():
     con.execute("DROP TABLE silver.stg_promotions")  # a lake loaded before the ERP had a calendar
     daily = forecast.daily_demand(con, last_actual=date(2026, 11, 1), until=date(2026, 11, 8))
     assert daily["discount"].to_list() == [0.1] + [0.0] * 7
+
+
+def _silver(series: int, days: int, seed: int = 3):
+    """A catalog-shaped connection: ``series`` SKU x warehouse pairs sold on random days of
+    ``days`` days, some lines corrected a day later, a calendar, dates and products."""
+    from datetime import datetime
+
+    import duckdb
+
+    rng = np.random.default_rng(seed)
+    first = date(2025, 1, 1)
+    orders, lines = [], []
+    for s in range(series):
+        product, warehouse = f"SKU{s // 3:06d}", f"WH{s % 3 + 1:02d}"
+        for d in np.flatnonzero(rng.random(days) < 0.6):
+            day = first + timedelta(days=int(d))
+            oid = f"O{s}-{d}"
+            at = datetime(day.year, day.month, day.day, 10)
+            orders.append((oid, at, at, day))
+            qty = int(rng.integers(1, 9))
+            lines.append((f"L{s}-{d}", oid, product, warehouse, qty, 0.0, 5.0, at, day))
+            if rng.random() < 0.1:  # a correction ingested the next day
+                lines.append((f"L{s}-{d}", oid, product, warehouse, qty + 5, 0.1, 4.5,
+                              at + timedelta(days=1), day + timedelta(days=1)))
+    con = duckdb.connect()
+    for schema in ("silver", "gold"):
+        con.execute(f"CREATE SCHEMA {schema}")
+    con.register("o", pl.DataFrame(orders, schema=["order_id", "ordered_at", "updated_at", "ingest_date"],
+                                   orient="row"))
+    con.register("l", pl.DataFrame(lines, schema=["order_line_id", "order_id", "product_id", "warehouse_id",
+                                                  "quantity", "discount_pct", "unit_price", "updated_at",
+                                                  "ingest_date"], orient="row"))
+    con.execute("CREATE TABLE silver.stg_orders AS SELECT * FROM o")
+    con.execute("CREATE TABLE silver.stg_order_lines AS SELECT * FROM l")
+    con.execute(f"""CREATE TABLE gold.dim_date AS SELECT d::DATE AS date, dayofmonth(d) = 1 AS is_holiday,
+                   isodow(d) AS day_of_week, month(d) AS month
+                   FROM generate_series(DATE '{first}', DATE '{first + timedelta(days=days + 30)}', INTERVAL 1 DAY) t(d)""")
+    con.execute("""CREATE TABLE gold.dim_product AS SELECT DISTINCT product_id,
+                   ['dairy', 'snacks', 'tools'][(hash(product_id) % 3)::INT + 1] AS category,
+                   TIMESTAMP '2020-01-01' AS valid_from, NULL::TIMESTAMP AS valid_to FROM l""")
+    return con, first
+
+
+def test_a_frame_from_a_window_and_in_chunks_gives_the_whole_historys_features():
+    """Scoring reads only the lookback its days need, a chunk of series at a time: the
+    features of the days it predicts must equal those of the whole history built at once."""
+    from pipelines.retail import forecast
+
+    con, first = _silver(series=30, days=500)
+    last = first + timedelta(days=480)
+    until = last + timedelta(days=7)
+    whole = forecast.features(forecast.prepare_demand(con, last_actual=last, until=until).frame().lazy())
+    whole = whole.filter(pl.col("date") > last - timedelta(days=30)).collect()
+    since = last - timedelta(days=30 + forecast.LOOKBACK_DAYS)
+    demand = forecast.prepare_demand(con, last_actual=last, until=until, since=since)
+    assert demand.first == since  # the years before are not read
+    chunks = demand.chunks(chunk_rows=3 * demand.days)
+    assert len(chunks) >= 5  # several series per chunk, many chunks
+    parts = [forecast.features(demand.frame(lo, hi).lazy()).filter(pl.col("date") > last - timedelta(days=30))
+             .collect() for lo, hi in chunks]
+    windowed = pl.concat(parts).sort("product_id", "warehouse_id", "date")
+    assert windowed.height == whole.height == 30 * 37
+    assert windowed.select(*FEATURES, "units").equals(whole.select(*FEATURES, "units"))
+    # a chunk holds whole series: no series is split over two chunks
+    assert sum(p.select("product_id", "warehouse_id").n_unique() for p in parts) == 30
+
+
+def test_training_keeps_a_fixed_prefix_of_series_buckets_within_its_row_budget():
+    from pipelines.retail import forecast
+
+    con, first = _silver(series=60, days=120)
+    last = first + timedelta(days=119)
+    every = forecast.prepare_demand(con, last_actual=last, until=last)
+    assert every.series == 60 and every.kept_buckets == forecast.BUCKETS
+    budget = 20 * every.days
+    sample = forecast.prepare_demand(con, last_actual=last, until=last, max_rows=budget)
+    frame = sample.frame()
+    kept = frame.select("product_id", "warehouse_id").unique()
+    assert 0 < kept.height == sample.series and kept.height * sample.days <= budget
+    assert kept.height >= 10  # within one bucket's worth of series of the budget (60 series in 1,024 buckets)
+    # the sample is the series of the lowest buckets, the same on a rerun
+    buckets = dict(con.sql("SELECT product_id || warehouse_id, bucket FROM demand_series").fetchall())
+    inside = {buckets[p + w] for p, w in kept.iter_rows()}
+    outside = set(buckets.values()) - inside
+    assert max(inside) < min(outside)
+    again = forecast.prepare_demand(con, last_actual=last, until=last, max_rows=budget).frame()
+    assert again.equals(frame)
+    # and the sampled series' frame is theirs in the whole frame (a Demand reads the connection's
+    # temporary tables: the last one prepared is the one to read)
+    whole = forecast.prepare_demand(con, last_actual=last, until=last).frame()
+    assert whole.join(kept, on=["product_id", "warehouse_id"]).sort("product_id", "warehouse_id", "date") \
+        .select(frame.columns).equals(frame)
