@@ -51,13 +51,16 @@ def simulate(home: Path, skus: int, warehouses: int, history_days: int) -> dict:
         sold = np.flatnonzero(units > 0)
         at = datetime(day.day.year, day.day.month, day.day.day, 12)
         ids = pl.Series([f"{day.day:%Y%m%d}-{i}" for i in sold])
+        # an order holds the lines of 10 neighbouring SKUs of one warehouse
+        orders = pl.Series([f"{day.day:%Y%m%d}-{i // warehouses // 10}-{i % warehouses}" for i in sold])
         disc = np.repeat(day.discount, warehouses)[sold]
         frames = {
             "stg_order_lines": pl.DataFrame({
-                "order_line_id": ids, "order_id": ids, "product_id": products.gather(sold),
+                "order_line_id": ids, "order_id": orders, "product_id": products.gather(sold),
                 "warehouse_id": wh.gather(sold), "quantity": units[sold].astype(np.int64),
                 "discount_pct": disc, "unit_price": (price[sold] * (1 - disc)).round(2)}),
-            "stg_orders": pl.DataFrame({"order_id": ids}).with_columns(ordered_at=pl.lit(at)),
+            "stg_orders": pl.DataFrame({"order_id": orders.unique(maintain_order=True)}).with_columns(
+                ordered_at=pl.lit(at)),
         }
         promoted = np.flatnonzero(day.discount > 0)
         frames["stg_promotions"] = pl.DataFrame({
@@ -118,6 +121,7 @@ def step(name: str, home: Path) -> dict:
 
     cfg = _cfg(home)
     con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    con.execute(f"SET memory_limit = '{cfg.ml.duckdb_memory_limit}'")  # as tasks.train and score_date
     t0 = time.perf_counter()
     if name == "train":
         result = forecast.train(cfg, con, END - timedelta(days=7))

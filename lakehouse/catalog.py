@@ -389,12 +389,18 @@ def sandbox_settings(cfg: DomainConfig) -> list[str]:
             "SET enable_external_access = false", "SET lock_configuration = true"]
 
 
-def connect_read_only(cfg: DomainConfig, path: Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect_read_only(cfg: DomainConfig, path: Path | None = None,
+                      memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """How the pipeline itself (ML tasks) and analysts open the catalog: read-only and, for a
     local lake, sandboxed to it (``sandbox_settings``; docs/SECURITY.md). An object-store lake
     is read through a registered fsspec filesystem, not tested under the sandbox, so it is
-    not applied there: the bucket policy (least-privilege credentials) is the boundary."""
+    not applied there: the bucket policy (least-privilege credentials) is the boundary.
+
+    ``memory_limit`` (e.g. ``"2GB"``) makes DuckDB spill to its temporary directory beyond it
+    (next to the catalog file); by default DuckDB may take 80% of the machine's memory."""
     con = duckdb.connect(str(path or cfg.catalog_path), read_only=True)
+    if memory_limit:
+        con.execute(f"SET memory_limit = {_quote_str(memory_limit)}")  # before the sandbox locks settings
     if storage.is_remote(cfg.lake):
         return attach_lake(con, cfg)
     for statement in sandbox_settings(cfg):

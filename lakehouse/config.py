@@ -424,6 +424,8 @@ class MLConfig(Model):
         2_000_000, ge=1000, description="series x days rows of the daily frame built and scored at a time")
     max_train_rows: int = Field(
         4_000_000, ge=1000, description="training keeps a fixed sample of series within this many frame rows")
+    duckdb_memory_limit: str = Field(
+        "2GB", description="DuckDB memory of the ML steps' queries; beyond it DuckDB spills to disk")
     xgboost: dict[str, Any] = {}
 
 

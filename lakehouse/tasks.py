@@ -192,7 +192,7 @@ def train(cfg: DomainConfig, as_of: date | None = None) -> dict:
     if latest is None:
         raise NoData(f"{cfg.name}: nothing in silver yet; the daily DAG's first run comes before training")
     as_of = min(as_of, latest) if as_of else latest
-    with connect_read_only(cfg) as con:
+    with connect_read_only(cfg, memory_limit=cfg.ml.duckdb_memory_limit) as con:
         result = forecast_module(cfg).train(cfg, con, as_of)
     refresh_catalog(cfg)  # registry and metrics tables appear to analysts the first time
     return result | {"as_of": as_of.isoformat()}
@@ -209,7 +209,7 @@ def score_date(cfg: DomainConfig, run_date: date) -> dict:
         raise NoChampion(f"{module.MODEL_NAME}: no champion on {run_date}; the training DAG "
                          f"({cfg.name}_train) registers one")
     artifact = registry.artifact(cfg.lake, module.MODEL_NAME, version)
-    with connect_read_only(cfg) as con:
+    with connect_read_only(cfg, memory_limit=cfg.ml.duckdb_memory_limit) as con:
         rows = module.score(cfg, con, run_date, version, artifact)
     refresh_catalog(cfg)  # forecast and monitoring tables, and views over them, appear the first time
     return {"model_version": version, "forecast_rows": rows}

@@ -91,13 +91,14 @@ FROM silver.stg_order_lines WHERE ingest_date <= $known_at GROUP BY ALL
 SALES_SQL = """
 CREATE OR REPLACE TEMP TABLE demand_sales AS
 WITH lines AS (
-    SELECT * FROM silver.stg_order_lines
+    SELECT order_line_id, order_id, product_id, warehouse_id, quantity, discount_pct, unit_price
+    FROM silver.stg_order_lines
     WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
       AND {sampled}
     QUALIFY row_number() OVER (PARTITION BY order_line_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 ),
 orders AS (
-    SELECT * FROM silver.stg_orders WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
+    SELECT order_id, ordered_at FROM silver.stg_orders WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
     QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 )
 SELECT s.bucket, x.* FROM (
@@ -444,29 +445,33 @@ def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challe
     return promote, reason
 
 
+def drift_reference(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, train_to: date,
+                    known_at: date) -> pl.DataFrame:
+    """The drift features of a model's reference days (``drift_window``) as the lake knew them at
+    ``known_at``, for a fixed sample of series within ``max_train_rows`` frame rows (ADR 0030)."""
+    ref_from, ref_to = drift_window(cfg, train_to)
+    demand = prepare_demand(con, last_actual=ref_to, until=ref_to, known_at=known_at,
+                            since=ref_from - timedelta(days=LOOKBACK_DAYS), max_rows=cfg.ml.max_train_rows)
+    return pl.concat([features(frame.lazy()).filter(pl.col("date") >= ref_from).select(DRIFT_FEATURES).collect()
+                      for frame in demand.frames(cfg.ml.chunk_rows)])
+
+
 def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, model_version: str,
           artifact: str) -> int:
     """Forecast ``horizon_days`` after ``run_date`` for every SKU x warehouse; one partition per date.
 
-    The frame starts ``LOOKBACK_DAYS`` before the earliest day a feature is needed for (the
-    days to predict, and the drift reference at the end of the champion's training window),
-    and is built and scored a chunk of series at a time.
+    The frame starts ``LOOKBACK_DAYS`` before the first day it predicts and is built and
+    scored a chunk of series at a time (ADR 0030).
     """
     mlc = cfg.ml
     row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
-    ref_from, ref_to = drift_window(cfg, row["train_to"])
-    since = min(run_date + timedelta(days=1), ref_from) - timedelta(days=LOOKBACK_DAYS)
+    reference = drift_reference(cfg, con, row["train_to"], known_at=run_date)
     demand = prepare_demand(con, last_actual=run_date, until=run_date + timedelta(days=mlc.horizon_days),
-                            since=since)
+                            since=run_date + timedelta(days=1 - LOOKBACK_DAYS))
     model = ml.load_model(cfg.lake, artifact)
-    scored, reference, reference_rows = [], [], 0
+    scored = []
     for frame in demand.frames(mlc.chunk_rows):
-        history = features(frame.lazy()).filter(pl.col("date") >= ref_from).collect()
-        feats = history.filter(pl.col("date") > run_date)
-        # the drift reference is a sample: the first chunks', up to max_train_rows rows
-        if reference_rows < mlc.max_train_rows:
-            reference.append(history.filter(pl.col("date").is_between(ref_from, ref_to)).select(DRIFT_FEATURES))
-            reference_rows += reference[-1].height
+        feats = features(frame.lazy()).filter(pl.col("date") > run_date).collect()
         pred = model.predict(feats.select(FEATURES).to_numpy()).clip(0)
         # forecast_date is the partition key, so it is not repeated inside the file
         scored.append(feats.select(
@@ -475,7 +480,7 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
             "product_id", "warehouse_id", *DRIFT_FEATURES,
         ).with_columns(predicted_units=pl.Series(pred.round(3), dtype=pl.Float64)))
     out = pl.concat(scored).sort("product_id", "warehouse_id", "target_date")
-    _monitor_drift(cfg, pl.concat(reference), out.select(DRIFT_FEATURES), model_version, run_date)
+    _monitor_drift(cfg, reference, out.select(DRIFT_FEATURES), model_version, run_date)
     _monitor_accuracy(cfg, run_date)
     out = out.drop(DRIFT_FEATURES).with_columns(model_version=pl.lit(model_version))
     storage.publish(out, cfg.lake, "gold", "fct_demand_forecast", {"forecast_date": run_date.isoformat()})
