@@ -89,7 +89,7 @@ FROM silver.stg_order_lines WHERE ingest_date <= $known_at GROUP BY ALL
 # cannot be read before it exists; a day of slack for time zones), so a frame that starts at
 # ``since`` reads only the batches ingested from the day before: the past years are pruned.
 SALES_SQL = """
-CREATE OR REPLACE TEMP TABLE demand_sales AS
+CREATE OR REPLACE TEMP TABLE demand_sales_unsorted AS
 WITH lines AS (
     SELECT order_line_id, order_id, product_id, warehouse_id, quantity, discount_pct, unit_price
     FROM silver.stg_order_lines
@@ -108,7 +108,12 @@ SELECT s.bucket, x.* FROM (
     FROM lines l JOIN orders o USING (order_id)
     WHERE o.ordered_at::DATE <= $last_actual AND o.ordered_at::DATE >= $since GROUP BY ALL
 ) x JOIN demand_series s USING (product_id, warehouse_id)
-ORDER BY s.bucket  -- a chunk's rows are then a few row groups (min/max pruning)
+"""
+# Sorted by bucket, a chunk's rows are a few row groups (min/max pruning): 1.3 s a chunk instead
+# of 3.2 at seed scale. A separate statement: sorting within SALES_SQL ran out of a 2 GB limit.
+SORT_SALES_SQL = """
+CREATE OR REPLACE TEMP TABLE demand_sales AS SELECT * FROM demand_sales_unsorted ORDER BY bucket;
+DROP TABLE demand_sales_unsorted
 """
 
 # the promotions calendar as known at the cutoff: the business plans promotions ahead, so the
@@ -224,6 +229,7 @@ def prepare_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: 
                f"WHERE bucket < {kept})" if kept < BUCKETS else "true")
     con.execute(SALES_SQL.format(sampled=sampled), {"known_at": known_at, "since": first or earliest,
                                                     "last_actual": last_actual})
+    con.execute(SORT_SALES_SQL)
     if since is None:  # the frame starts at the first sale, as the whole history always did
         first = con.sql("SELECT min(date) FROM demand_sales").fetchall()[0][0]
     has_calendar = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver' "
