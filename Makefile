@@ -52,6 +52,7 @@ bench: setup
 	$(PY) -m benchmarks.silver_growth
 	$(PY) -m benchmarks.quality_bench $(QUALITY_BENCH_ARGS) --out data/bench_quality.json
 	$(PY) -m benchmarks.ml_bench $(BENCH_ARGS) --out data/bench_ml.json
+	$(PY) -m benchmarks.forecast_bench $(FORECAST_BENCH_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .
