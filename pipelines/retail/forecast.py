@@ -189,7 +189,8 @@ class Demand:
 
     def frame(self, lo: int = 0, hi: int | None = None) -> pl.DataFrame:
         """The daily frame of the series in buckets ``[lo, hi)``, sorted by series and date."""
-        params = {"lo": lo, "hi": self.kept_buckets if hi is None else min(hi, self.kept_buckets), "first": self.first, "until": self.until, "last_actual": self.last_actual}
+        hi = self.kept_buckets if hi is None else min(hi, self.kept_buckets)
+        params = {"lo": lo, "hi": hi, "first": self.first, "until": self.until, "last_actual": self.last_actual}
         frame = self.con.sql(FRAME_SQL, params=params).pl()
         return frame.with_columns(category=pl.col("category").cast(pl.Enum(self.categories)))
 
