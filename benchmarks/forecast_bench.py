@@ -4,8 +4,8 @@
 ``silver.stg_order_lines``, ``stg_orders``, ``stg_promotions``, ``gold.dim_date`` and
 ``gold.dim_product``, the same registry and gold tables), each in its own process so that
 its peak RSS is its own. The silver tables are written straight from the simulator's days
-(one order of one line per SKU x warehouse x day that sold, a day's batch a partition,
-promotions announced 14 days ahead), which skips the minutes-per-day pipeline load: this
+(a line per SKU x warehouse x day that sold, an order holding the lines of 10 neighbouring
+SKUs of a warehouse, a day's batch a partition, promotions announced 14 days ahead), which skips the minutes-per-day pipeline load: this
 bench measures the ML steps, not bronze to gold.
 
     python -m benchmarks.forecast_bench                       # seed scale, 730 days
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -152,16 +153,12 @@ def main() -> None:
         return
     figures: dict = {"scale": {"skus": args.skus, "warehouses": args.warehouses, "history_days": args.history_days}}
     if not args.reuse:
-        import shutil
-
         shutil.rmtree(home, ignore_errors=True)
         t0 = time.perf_counter()
         figures["silver"] = simulate(home, args.skus, args.warehouses, args.history_days)
         figures["simulate_s"] = round(time.perf_counter() - t0, 1)
         print(f"silver written in {figures['simulate_s']} s: {figures['silver']}", flush=True)
     catalog(home)
-    import shutil
-
     shutil.rmtree(home / "lakehouse", ignore_errors=True)
     for name in ("train", "score"):
         out = subprocess.run([sys.executable, "-m", "benchmarks.forecast_bench", "--step", name,
