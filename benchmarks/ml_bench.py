@@ -74,7 +74,8 @@ def main() -> None:
     print(f"simulating {args.skus:,} SKUs x {args.warehouses} warehouses x {args.history_days} days ...", flush=True)
     daily, t_sim = timed(lambda: demand_frame(params))
     cutoff = end - timedelta(days=horizon)  # the last 7 days play the future to score
-    history = daily.with_columns(units=pl.when(pl.col("date") <= cutoff).then(pl.col("units")))
+    history = daily.with_columns(units=pl.when(pl.col("date") <= cutoff).then(pl.col("units"))).with_columns(
+        units_364=pl.col("units").fill_null(0).shift(forecast.YEAR_LAG).over("product_id", "warehouse_id"))
     first = cutoff - timedelta(days=args.train_days - 1)
     # the window functions see the whole history; only the rows trained on and scored are kept
     feats, t_feat = timed(lambda: forecast.features(history.lazy()).filter(pl.col("date") >= first).collect())

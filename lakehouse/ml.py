@@ -63,27 +63,63 @@ def psi(expected: np.ndarray | pl.Series, actual: np.ndarray | pl.Series, bins: 
     Bins are ``expected``'s quantiles; empty bins get a small floor so the log is finite.
     Rule of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant drift.
     """
-    e = np.asarray(pl.Series(expected).drop_nulls().cast(pl.Float64).to_numpy())
-    a = np.asarray(pl.Series(actual).drop_nulls().cast(pl.Float64).to_numpy())
-    if e.size == 0 or a.size == 0:
-        return float("nan")
+    edges, shares = _bins(expected, bins)
+    return _psi(edges, shares, actual)
+
+
+def _values(values: np.ndarray | pl.Series) -> np.ndarray:
+    return np.asarray(pl.Series(values).drop_nulls().cast(pl.Float64).to_numpy())
+
+
+def _bins(expected: np.ndarray | pl.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantile edges of ``expected`` and its share in each bin (no edges when it is empty)."""
+    e = _values(expected)
+    if e.size == 0:
+        return np.array([]), np.array([])
     edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
-    e_share = np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
+    return edges, np.bincount(np.searchsorted(edges, e, side="right"), minlength=edges.size + 1) / e.size
+
+
+def _psi(edges: np.ndarray, e_share: np.ndarray, actual: np.ndarray | pl.Series) -> float:
+    a = _values(actual)
+    if e_share.size == 0 or a.size == 0:
+        return float("nan")
     a_share = np.bincount(np.searchsorted(edges, a, side="right"), minlength=edges.size + 1) / a.size
     e_share, a_share = np.clip(e_share, 1e-4, None), np.clip(a_share, 1e-4, None)
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 
-def feature_drift(train: pl.DataFrame, current: pl.DataFrame, features: list[str],
+def drift_profile(reference: pl.DataFrame, features: list[str], bins: int = 10) -> pl.DataFrame:
+    """The reference distribution of each feature as PSI reads it: one row per feature and bin,
+    with the bin's upper edge (null for the last bin) and the reference's share in it.
+
+    A model's profile is taken once, from its training data, and kept beside it: scoring
+    compares each day against the stored profile without reading the training days again.
+    """
+    rows = []
+    for f in features:
+        edges, shares = _bins(reference[f], bins)
+        rows += [{"feature": f, "bin": i, "upper_edge": float(edges[i]) if i < edges.size else None,
+                  "share": float(share), "rows": reference[f].drop_nulls().len()} for i, share in enumerate(shares)]
+    return pl.DataFrame(rows, schema={"feature": pl.String, "bin": pl.Int32, "upper_edge": pl.Float64,
+                                      "share": pl.Float64, "rows": pl.Int64})
+
+
+def feature_drift(reference: pl.DataFrame, current: pl.DataFrame, features: list[str],
                   threshold: float = 0.2, min_rows: int = 1) -> pl.DataFrame:
-    """PSI per feature between the training window and the current scoring window.
+    """PSI per feature between the reference profile (``drift_profile`` of the training
+    window) and the current scoring window.
 
     A feature drifts when its PSI exceeds ``threshold`` and the scoring window has at
     least ``min_rows`` values of it: on a handful of rows PSI is mostly sampling noise
     (its expected value under no drift is about ``(bins - 1) / n``).
     """
-    rows = [{"feature": f, "psi": round(psi(train[f], current[f]), 6),
-             "rows": current[f].drop_nulls().len()} for f in features]
+    rows = []
+    for f in features:
+        bins = reference.filter(pl.col("feature") == f).sort("bin")
+        edges = bins["upper_edge"].drop_nulls().to_numpy()
+        rows.append({"feature": f, "psi": round(_psi(edges, bins["share"].to_numpy(), current[f]), 6),
+                     "rows": current[f].drop_nulls().len()})
     return pl.DataFrame(rows, schema={"feature": pl.String, "psi": pl.Float64, "rows": pl.Int64}).with_columns(
         threshold=pl.lit(threshold),
         drifted=pl.col("psi").is_not_nan() & (pl.col("psi") > threshold) & (pl.col("rows") >= min_rows))

@@ -47,6 +47,12 @@ DOCS = {
         "threshold": "The PSI above which the feature counts as drifted", "drifted": "psi > threshold",
         "rows": "Rows of the scoring day compared",
     }),
+    "ml_drift_reference": ("The training distribution of each drift feature, per model version (PSI's bins)", {
+        "model_version": "The version trained (ml_models)", "feature": "The feature profiled",
+        "bin": "The bin's rank (0: lowest values)", "upper_edge": "The bin's upper edge (null: the last bin)",
+        "share": "Share of the reference rows in the bin",
+        "rows": "Reference rows with a value (the version's last drift_reference_days of training)",
+    }),
     "ml_accuracy_monitor": ("Live accuracy of the champion against its holdout, per monitoring day", {
         "monitor_date": "Day the monitor ran", "model_version": "The champion monitored",
         "window_days": "Days of actuals the live WAPE covers", "rows": "Forecasts with actuals in the window",
@@ -57,8 +63,14 @@ DOCS = {
     }),
 }
 LAGS = [7, 14, 21, 28, 364]
-# the days before a row its features read (lag_364; mean_28 reads days 7 to 34 before)
-LOOKBACK_DAYS = max(*LAGS, 7 + 28 - 1)
+# lag_364 is a point lookup the frame's SQL makes (``units_364``): the frame of a day to
+# predict then needs only the days mean_28 reads (7 to 34 before), not a year of days
+YEAR_LAG = 364
+SHIFT_LAGS = [k for k in LAGS if k != YEAR_LAG]
+# a day without a sale carries the last sold price of at most this many days before
+PRICE_CARRY_DAYS = 28
+# the days before a row its features read from the frame's rows (mean_28: days 7 to 34 before)
+LOOKBACK_DAYS = max(*SHIFT_LAGS, 7 + 28 - 1, PRICE_CARRY_DAYS)
 FEATURES = [f"lag_{k}" for k in LAGS] + [
     "mean_7", "mean_28", "day_of_week", "month", "doy_sin", "doy_cos", "is_holiday",
     "holiday_tomorrow", "discount", "category_code", "warehouse_code", "price",
@@ -85,28 +97,36 @@ SELECT product_id, warehouse_id,
 FROM silver.stg_order_lines WHERE ingest_date <= $known_at GROUP BY ALL
 """  # the first 32 bits of an md5: the same buckets in any tool and version
 
-# A line or an order is first extracted no earlier than the day before its order date (it
-# cannot be read before it exists; a day of slack for time zones), so a frame that starts at
-# ``since`` reads only the batches ingested from the day before: the past years are pruned.
+# The days a frame from ``since`` to ``until`` reads: its own and, for lag_364, the same days
+# a year before. A line or an order is first extracted no earlier than the day before its
+# order date (it cannot be read before it exists; a day of slack for time zones), so only the
+# batches ingested from the day before the first of them are read: older years are pruned.
+# Lines are kept to the orders of those days before their versions are ranked (a line never
+# moves to another order): a year of batches is scanned for its order ids, not ranked.
 SALES_SQL = """
 CREATE OR REPLACE TEMP TABLE demand_sales_unsorted AS
-WITH lines AS (
+WITH orders AS (
+    SELECT order_id, ordered_at::DATE AS date FROM silver.stg_orders
+    WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 365 DAY
+    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
+),
+needed AS (
+    SELECT * FROM orders WHERE date <= $last_actual
+      AND (date >= $since OR date BETWEEN $since - 364 AND $until - 364)
+),
+lines AS (
     SELECT order_line_id, order_id, product_id, warehouse_id, quantity, discount_pct, unit_price
     FROM silver.stg_order_lines
-    WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
-      AND {sampled}
+    WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 365 DAY
+      AND order_id IN (SELECT order_id FROM needed) AND {sampled}
     QUALIFY row_number() OVER (PARTITION BY order_line_id ORDER BY updated_at DESC, ingest_date DESC) = 1
-),
-orders AS (
-    SELECT order_id, ordered_at FROM silver.stg_orders WHERE ingest_date <= $known_at AND ingest_date >= $since - INTERVAL 1 DAY
-    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY updated_at DESC, ingest_date DESC) = 1
 )
 SELECT s.bucket, x.* FROM (
-    SELECT o.ordered_at::DATE AS date, l.product_id, l.warehouse_id, sum(l.quantity)::BIGINT AS units,
+    SELECT o.date, l.product_id, l.warehouse_id, sum(l.quantity)::BIGINT AS units,
            max(l.discount_pct) AS discount,
            round(avg(l.unit_price), 4) AS price  -- rounded: float sums vary with thread order
-    FROM lines l JOIN orders o USING (order_id)
-    WHERE o.ordered_at::DATE <= $last_actual AND o.ordered_at::DATE >= $since GROUP BY ALL
+    FROM lines l JOIN needed o USING (order_id)
+    GROUP BY ALL
 ) x JOIN demand_series s USING (product_id, warehouse_id)
 """
 # Sorted by bucket, a chunk's rows are a few row groups (min/max pruning): 1.3 s a chunk instead
@@ -142,9 +162,12 @@ category AS (
 )
 SELECT s.product_id, s.warehouse_id, d.date, d.is_holiday, d.day_of_week, d.month,
        CASE WHEN d.date <= $last_actual THEN coalesce(x.units, 0) END AS units,
+       CASE WHEN d.date - 364 >= $history_first THEN coalesce(y.units_364, 0) END AS units_364,
        coalesce(x.discount, p.discount, 0) AS discount, x.price, c.category
 FROM series s CROSS JOIN days d
 LEFT JOIN (SELECT * FROM demand_sales WHERE bucket >= $lo AND bucket < $hi) x USING (product_id, warehouse_id, date)
+LEFT JOIN (SELECT product_id, warehouse_id, date + 364 AS date, units AS units_364 FROM demand_sales
+           WHERE bucket >= $lo AND bucket < $hi) y USING (product_id, warehouse_id, date)
 LEFT JOIN demand_promos p USING (product_id, date)
 LEFT JOIN category c USING (product_id)
 ORDER BY s.product_id, s.warehouse_id, d.date
@@ -160,6 +183,7 @@ class Demand:
     last_actual: date
     until: date
     first: date | None  # the frame's first day (None: nothing sold yet)
+    history_first: date | None  # the first order's day: lag_364 is null before it plus a year
     bucket_series: dict[int, int]  # series per bucket, only the buckets kept
     kept_buckets: int  # buckets [0, kept_buckets) are in the frame (all of them unless sampled)
     categories: list[str]  # every category of the frame, sorted: codes stable across chunks
@@ -190,7 +214,8 @@ class Demand:
     def frame(self, lo: int = 0, hi: int | None = None) -> pl.DataFrame:
         """The daily frame of the series in buckets ``[lo, hi)``, sorted by series and date."""
         hi = self.kept_buckets if hi is None else min(hi, self.kept_buckets)
-        params = {"lo": lo, "hi": hi, "first": self.first, "until": self.until, "last_actual": self.last_actual}
+        params = {"lo": lo, "hi": hi, "first": self.first, "until": self.until, "last_actual": self.last_actual,
+                  "history_first": self.history_first}
         frame = self.con.sql(FRAME_SQL, params=params).pl()
         return frame.with_columns(category=pl.col("category").cast(pl.Enum(self.categories)))
 
@@ -229,7 +254,7 @@ def prepare_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: 
     sampled = ("(product_id, warehouse_id) IN (SELECT product_id, warehouse_id FROM demand_series "
                f"WHERE bucket < {kept})" if kept < BUCKETS else "true")
     con.execute(SALES_SQL.format(sampled=sampled), {"known_at": known_at, "since": first or earliest,
-                                                    "last_actual": last_actual})
+                                                    "until": until, "last_actual": last_actual})
     con.execute(SORT_SALES_SQL)
     if since is None:  # the frame starts at the first sale, as the whole history always did
         first = con.sql("SELECT min(date) FROM demand_sales").fetchall()[0][0]
@@ -241,7 +266,7 @@ def prepare_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: 
         con.execute(NO_PROMOS_SQL)
     categories = [c for (c,) in con.sql(
         "SELECT DISTINCT category FROM gold.dim_product WHERE category IS NOT NULL ORDER BY 1").fetchall()]
-    return Demand(con=con, last_actual=last_actual, until=until, first=first,
+    return Demand(con=con, last_actual=last_actual, until=until, first=first, history_first=first_order,
                   bucket_series={b: n for b, n in per_bucket.items() if b < kept}, kept_buckets=kept,
                   categories=categories)
 
@@ -260,7 +285,11 @@ def daily_demand(con: duckdb.DuckDBPyConnection, *, last_actual: date, until: da
 
 
 def features(daily: pl.LazyFrame) -> pl.LazyFrame:
-    """Pure: daily demand -> model features. Every lag is at least 7 days old."""
+    """Pure: daily demand -> model features. Every lag is at least 7 days old.
+
+    ``daily`` holds every day of each series from its first row on (the lags shift rows), and
+    ``units_364``: the units of 364 days before, looked up by the frame's SQL.
+    """
     by = ["product_id", "warehouse_id"]
     units = pl.col("units").fill_null(0)
     # an Enum of every category (prepare_demand) codes a category the same in every chunk
@@ -269,7 +298,8 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
             else category.rank("dense"))
     doy = pl.col("date").dt.ordinal_day() * (2 * math.pi / 365.25)
     return daily.sort(*by, "date").with_columns(
-        *[units.shift(k).over(by).alias(f"lag_{k}") for k in LAGS],
+        *[units.shift(k).over(by).alias(f"lag_{k}") for k in SHIFT_LAGS],
+        pl.col("units_364").alias(f"lag_{YEAR_LAG}"),
         units.shift(7).rolling_mean(7).over(by).alias("mean_7"),
         units.shift(7).rolling_mean(28).over(by).alias("mean_28"),
         doy.sin().alias("doy_sin"), doy.cos().alias("doy_cos"),
@@ -277,7 +307,8 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("is_holiday").shift(-1).over(by).fill_null(False).cast(pl.Int8).alias("holiday_tomorrow"),
         code.cast(pl.Int32).alias("category_code"),  # stable across processes
         pl.col("warehouse_id").str.slice(2).cast(pl.Int32).alias("warehouse_code"),
-        pl.col("price").forward_fill().over(by),
+        # bounded: the same value from a frame of LOOKBACK_DAYS as from the whole history
+        pl.col("price").forward_fill(limit=PRICE_CARRY_DAYS).over(by),
     )
 
 
@@ -343,6 +374,11 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
         **{f"cv_wape_{m}": round(sum(v) / len(v), 6) for m, v in cv.items()},
     }
     metrics["improvement_vs_seasonal_naive"] = 1 - metrics["wape"] / metrics["wape_seasonal_naive"]
+    # the drift reference is the model's own data: its last training days as it saw them; kept
+    # beside it (before it is registered) so scoring never rebuilds the training days
+    ref_from, ref_to = drift_window(cfg, split)
+    profile = ml.drift_profile(feats.filter(pl.col("date").is_between(ref_from, ref_to)), DRIFT_FEATURES)
+    storage.publish(profile, cfg.lake, "gold", "ml_drift_reference", {"model_version": version})
     ml.register(cfg.lake, model=model, version=version, run_date=run_date, features=FEATURES,
                 params=params, metrics=metrics, data_hash=data_hash, name=MODEL_NAME,
                 train_window=(train_set["date"].min(), split))
@@ -358,7 +394,8 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
 
 def drift_report(cfg: DomainConfig, reference: pl.DataFrame, scoring: pl.DataFrame) -> pl.DataFrame:
     """PSI of each drift feature: the scoring window against the model's latest training days
-    (``reference``: the last ``drift_reference_days`` of its training window, ``drift_window``).
+    (``reference``: the ``ml.drift_profile`` of the last ``drift_reference_days`` of its
+    training window, ``drift_window``).
 
     The reference is the last days of the training window, not all of it: demand has a
     season and a trend, and a year-long reference would flag every summer as drift.
@@ -452,6 +489,18 @@ def _challenge(cfg: DomainConfig, challenger: str, holdout: pl.DataFrame, challe
     return promote, reason
 
 
+def reference_profile(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, row: dict) -> pl.DataFrame:
+    """The drift profile of a registered version (``row``): the one training kept
+    (``gold.ml_drift_reference``), or, for a version trained before profiles were kept, one
+    built from its reference days as the lake knew them the day it was trained."""
+    stored = storage.scan_partition(cfg.lake, "gold", "ml_drift_reference", {"model_version": row["model_version"]})
+    if stored is not None:
+        return stored.collect()
+    log.info("model %s has no stored drift profile: building it from its training days", row["model_version"])
+    return ml.drift_profile(drift_reference(cfg, con, row["train_to"], known_at=row["trained_for_date"]),
+                            DRIFT_FEATURES)
+
+
 def drift_reference(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, train_to: date,
                     known_at: date) -> pl.DataFrame:
     """The drift features of a model's reference days (``drift_window``) as the lake knew them at
@@ -472,7 +521,7 @@ def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, mod
     """
     mlc = cfg.ml
     row = registry.version_row(cfg.lake, MODEL_NAME, model_version)
-    reference = drift_reference(cfg, con, row["train_to"], known_at=run_date)
+    reference = reference_profile(cfg, con, row)
     demand = prepare_demand(con, last_actual=run_date, until=run_date + timedelta(days=mlc.horizon_days),
                             since=run_date + timedelta(days=1 - LOOKBACK_DAYS))
     model = ml.load_model(cfg.lake, artifact)

@@ -12,8 +12,9 @@ def _daily(units: np.ndarray) -> pl.LazyFrame:
         "product_id": ["SKU000001"] * n, "warehouse_id": ["WH01"] * n,
         "date": [date(2025, 1, 1) + timedelta(days=i) for i in range(n)],
         "is_holiday": [False] * n, "day_of_week": [1] * n, "month": [1] * n,
-        "units": units, "discount": [0.0] * n, "price": [1.0] * n, "category": ["dairy"] * n,
-    })
+        "units": units, "units_364": np.concatenate([np.full(364, np.nan), units[:-364]])[:n],
+        "discount": [0.0] * n, "price": [1.0] * n, "category": ["dairy"] * n,
+    }).with_columns(pl.col("units_364").fill_nan(None))
 
 
 def test_features_of_a_day_ignore_the_last_six_days_and_the_day_itself():
@@ -31,7 +32,7 @@ def test_features_of_a_day_ignore_the_last_six_days_and_the_day_itself():
 def test_psi_is_near_zero_for_the_same_distribution_and_large_after_a_shift():
     import numpy as np
 
-    from lakehouse.ml import feature_drift, psi
+    from lakehouse.ml import drift_profile, feature_drift, psi
 
     rng = np.random.default_rng(0)
     base = rng.normal(10, 2, 5000)
@@ -39,7 +40,7 @@ def test_psi_is_near_zero_for_the_same_distribution_and_large_after_a_shift():
     assert psi(base, rng.normal(13, 2, 2000)) > 0.2  # a price regime change
     train = pl.DataFrame({"price": base, "lag_7": base})
     now = pl.DataFrame({"price": rng.normal(13, 2, 2000), "lag_7": rng.normal(10, 2, 2000)})
-    drift = feature_drift(train, now, ["price", "lag_7"])
+    drift = feature_drift(drift_profile(train, ["price", "lag_7"]), now, ["price", "lag_7"])
     assert drift.filter(pl.col("drifted"))["feature"].to_list() == ["price"]
 
 
@@ -85,7 +86,7 @@ def test_the_days_to_predict_carry_the_promotions_known_at_the_cutoff():
 
 def _silver(series: int, days: int, seed: int = 3):
     """A catalog-shaped connection: ``series`` SKU x warehouse pairs sold on random days of
-    ``days`` days, some lines corrected a day later, a calendar, dates and products."""
+    ``days`` days (some rarely), some lines corrected a day later, dates and products."""
     from datetime import datetime
 
     import duckdb
@@ -95,7 +96,8 @@ def _silver(series: int, days: int, seed: int = 3):
     orders, lines = [], []
     for s in range(series):
         product, warehouse = f"SKU{s // 3:06d}", f"WH{s % 3 + 1:02d}"
-        for d in np.flatnonzero(rng.random(days) < 0.6):
+        # every fifth series is a slow mover: weeks without a sale, its price carried or not
+        for d in np.flatnonzero(rng.random(days) < (0.04 if s % 5 == 0 else 0.6)):
             day = first + timedelta(days=int(d))
             oid = f"O{s}-{d}"
             at = datetime(day.year, day.month, day.day, 10)
@@ -132,8 +134,14 @@ def test_a_frame_from_a_window_and_in_chunks_gives_the_whole_historys_features()
     con, first = _silver(series=30, days=500)
     last = first + timedelta(days=480)
     until = last + timedelta(days=7)
-    whole = forecast.features(forecast.prepare_demand(con, last_actual=last, until=until).frame().lazy())
-    whole = whole.filter(pl.col("date") > last - timedelta(days=30)).collect()
+    frame = forecast.prepare_demand(con, last_actual=last, until=until).frame()
+    whole = forecast.features(frame.lazy()).collect()
+    # lag_364, looked up by the frame's SQL, is the units of the row 364 days before
+    by = ["product_id", "warehouse_id"]
+    assert whole["lag_364"].equals(whole.select(pl.col("units").fill_null(0).shift(364).over(by))["units"],
+                                   check_names=False)
+    assert whole["lag_364"].drop_nulls().len() > 30 * 100
+    whole = whole.filter(pl.col("date") > last - timedelta(days=30))
     since = last - timedelta(days=30 + forecast.LOOKBACK_DAYS)
     demand = forecast.prepare_demand(con, last_actual=last, until=until, since=since)
     assert demand.first == since  # the years before are not read
@@ -142,6 +150,9 @@ def test_a_frame_from_a_window_and_in_chunks_gives_the_whole_historys_features()
     parts = [forecast.features(demand.frame(lo, hi).lazy()).filter(pl.col("date") > last - timedelta(days=30))
              .collect() for lo, hi in chunks]
     windowed = pl.concat(parts).sort("product_id", "warehouse_id", "date")
+    # slow movers' prices in the days compared: carried over days without a sale, then unknown
+    unsold = whole.filter(pl.col("units") == 0)
+    assert unsold["price"].null_count() > 10 and unsold["price"].drop_nulls().len() > 10
     assert windowed.height == whole.height == 30 * 37
     assert windowed.select(*FEATURES, "units").equals(whole.select(*FEATURES, "units"))
     # a chunk holds whole series: no series is split over two chunks
