@@ -29,6 +29,8 @@ import numpy as np
 import polars as pl
 
 END = date(2026, 11, 3)
+RUN_DATE = END - timedelta(days=7)  # the day trained and scored for
+HOLDOUT_FROM = RUN_DATE - timedelta(days=27)  # the training holdout's first day (ml.holdout_days 28)
 TABLES = ("stg_order_lines", "stg_orders", "stg_promotions")
 
 
@@ -45,10 +47,14 @@ def simulate(home: Path, skus: int, warehouses: int, history_days: int) -> dict:
     products = base["product_id"].gather(np.repeat(np.arange(skus), warehouses))
     wh = world.warehouses["warehouse_id"].gather(np.tile(np.arange(warehouses), skus))
     price = np.repeat(base["unit_price"].to_numpy(), warehouses)
-    state, lines = world.initial_state(), 0
+    state, lines, truth = world.initial_state(), 0, []
     while state.day < params.end:
         day = world.live(state, state.day + timedelta(days=1))
         units = day.units.ravel()
+        if HOLDOUT_FROM - timedelta(days=7) <= day.day <= RUN_DATE:  # the holdout and a week before
+            truth.append(pl.DataFrame({"date": [day.day] * units.size, "product_id": products,
+                                       "warehouse_id": wh, "units": units.astype(np.float64),
+                                       "rate": world.demand_rate(day.day, day.discount).ravel()}))
         sold = np.flatnonzero(units > 0)
         at = datetime(day.day.year, day.day.month, day.day.day, 12)
         ids = pl.Series([f"{day.day:%Y%m%d}-{i}" for i in sold])
@@ -77,6 +83,7 @@ def simulate(home: Path, skus: int, warehouses: int, history_days: int) -> dict:
             frame = frame.with_columns(updated_at=pl.lit(at)) if "updated_at" not in frame.columns else frame
             frame.write_parquet(folder / f"{day.day}.parquet")
         lines += sold.size
+    pl.concat(truth).write_parquet(home / "demand_truth.parquet")
     hol = holidays_lib.country_holidays("FR", years=range(params.history_start.year, END.year + 2))
     days = pl.date_range(params.history_start, END + timedelta(days=60), eager=True)
     gold = home / "gold"
@@ -88,6 +95,24 @@ def simulate(home: Path, skus: int, warehouses: int, history_days: int) -> dict:
         valid_from=pl.lit(datetime(2000, 1, 1)), valid_to=pl.lit(None, dtype=pl.Datetime("us"))
     ).write_parquet(gold / "dim_product.parquet")
     return {"order_lines": lines, "series": skus * warehouses, "days": history_days}
+
+
+def floor(home: Path) -> dict:
+    """The WAPE of the simulator's own expected demand over the training holdout's days, every
+    series: the floor any model of the sold units faces (demand is Poisson around that rate,
+    and sales are capped by stock). ``median``: the Poisson median of the true rate, the best
+    point forecast for an absolute error; ``seasonal_naive``: last week's units, as trained."""
+    from scipy.stats import poisson
+
+    truth = pl.read_parquet(home / "demand_truth.parquet").sort("product_id", "warehouse_id", "date")
+    truth = truth.with_columns(
+        seasonal_naive=pl.col("units").shift(7).over("product_id", "warehouse_id"),
+        median=pl.Series(poisson.median(truth["rate"].to_numpy()), dtype=pl.Float64).fill_nan(0),
+    ).filter(pl.col("date") >= HOLDOUT_FROM)
+    wape = {m: round(float((truth[m] - truth["units"]).abs().sum() / truth["units"].sum()), 4)
+            for m in ("seasonal_naive", "rate", "median")}
+    return {"rows": truth.height, "wape": wape,
+            "better_than_naive": {m: round(1 - w / wape["seasonal_naive"], 4) for m, w in wape.items()}}
 
 
 def catalog(home: Path) -> Path:
@@ -125,14 +150,14 @@ def step(name: str, home: Path) -> dict:
     con.execute(f"SET memory_limit = '{cfg.ml.duckdb_memory_limit}'")  # as tasks.train and score_date
     t0 = time.perf_counter()
     if name == "train":
-        result = forecast.train(cfg, con, END - timedelta(days=7))
+        result = forecast.train(cfg, con, RUN_DATE)
         out = {k: result[k] for k in ("challenger", "wape", "wape_seasonal_naive", "wape_sklearn_hist_gbm",
                                       "cv_wape_xgboost", "cv_wape_seasonal_naive", "cv_wape_sklearn_hist_gbm",
                                       "holdout_rows", "improvement_vs_seasonal_naive")}
     else:
         version = registry.champion(cfg.lake, forecast.MODEL_NAME)
         row = registry.version_row(cfg.lake, forecast.MODEL_NAME, version)
-        out = {"forecast_rows": forecast.score(cfg, con, END - timedelta(days=7), version, row["artifact"])}
+        out = {"forecast_rows": forecast.score(cfg, con, RUN_DATE, version, row["artifact"])}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
@@ -167,6 +192,9 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{out.stderr[-4000:]}")
         figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
         print(name, figures[name], flush=True)
+    if (home / "demand_truth.parquet").exists():
+        figures["floor"] = floor(home)
+        print("floor", figures["floor"], flush=True)
     (home / "figures.json").write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))
 
