@@ -91,7 +91,7 @@ def simulate(home: Path, skus: int, warehouses: int, history_days: int) -> dict:
     pl.DataFrame({"date": days}).with_columns(
         is_holiday=pl.col("date").is_in(list(hol.keys())), day_of_week=pl.col("date").dt.weekday(),
         month=pl.col("date").dt.month()).write_parquet(gold / "dim_date.parquet")
-    base.select("product_id", "category").with_columns(
+    base.select("product_id", "category", "unit_price").with_columns(
         valid_from=pl.lit(datetime(2000, 1, 1)), valid_to=pl.lit(None, dtype=pl.Datetime("us"))
     ).write_parquet(gold / "dim_product.parquet")
     return {"order_lines": lines, "series": skus * warehouses, "days": history_days}

@@ -67,10 +67,8 @@ LAGS = [7, 14, 21, 28, 364]
 # predict then needs only the days mean_28 reads (7 to 34 before), not a year of days
 YEAR_LAG = 364
 SHIFT_LAGS = [k for k in LAGS if k != YEAR_LAG]
-# a day without a sale carries the last sold price of at most this many days before
-PRICE_CARRY_DAYS = 28
 # the days before a row its features read from the frame's rows (mean_28: days 7 to 34 before)
-LOOKBACK_DAYS = max(*SHIFT_LAGS, 7 + 28 - 1, PRICE_CARRY_DAYS)
+LOOKBACK_DAYS = max(*SHIFT_LAGS, 7 + 28 - 1)
 FEATURES = [f"lag_{k}" for k in LAGS] + [
     "mean_7", "mean_28", "day_of_week", "month", "doy_sin", "doy_cos", "is_holiday",
     "holiday_tomorrow", "discount", "category_code", "warehouse_code", "price",
@@ -159,17 +157,29 @@ category AS (
     SELECT product_id, category FROM gold.dim_product
     WHERE valid_from < $last_actual + INTERVAL 1 DAY
       AND (valid_to IS NULL OR valid_to >= $last_actual + INTERVAL 1 DAY)
+),
+-- the list price in force each day (the last one known for days after the cutoff)
+list_price AS (
+    SELECT p.product_id, d.date, max(p.unit_price) AS list_price
+    FROM (SELECT DISTINCT product_id FROM series) s JOIN gold.dim_product p USING (product_id), days d
+    WHERE p.valid_from < least(d.date, $last_actual) + INTERVAL 1 DAY
+      AND (p.valid_to IS NULL OR p.valid_to >= least(d.date, $last_actual) + INTERVAL 1 DAY)
+    GROUP BY ALL
 )
 SELECT s.product_id, s.warehouse_id, d.date, d.is_holiday, d.day_of_week, d.month,
        CASE WHEN d.date <= $last_actual THEN coalesce(x.units, 0) END AS units,
        CASE WHEN d.date - 364 >= $history_first THEN coalesce(y.units_364, 0) END AS units_364,
-       coalesce(x.discount, p.discount, 0) AS discount, x.price, c.category
+       coalesce(x.discount, p.discount, 0) AS discount,
+       -- what a unit sold for that day, else what it would have: the list price less the discount
+       coalesce(x.price, round(lp.list_price * (1 - coalesce(x.discount, p.discount, 0)), 4)) AS price,
+       c.category
 FROM series s CROSS JOIN days d
 LEFT JOIN (SELECT * FROM demand_sales WHERE bucket >= $lo AND bucket < $hi) x USING (product_id, warehouse_id, date)
 LEFT JOIN (SELECT product_id, warehouse_id, date + 364 AS date, units AS units_364 FROM demand_sales
            WHERE bucket >= $lo AND bucket < $hi) y USING (product_id, warehouse_id, date)
 LEFT JOIN demand_promos p USING (product_id, date)
 LEFT JOIN category c USING (product_id)
+LEFT JOIN list_price lp USING (product_id, date)
 ORDER BY s.product_id, s.warehouse_id, d.date
 """
 
@@ -307,8 +317,6 @@ def features(daily: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("is_holiday").shift(-1).over(by).fill_null(False).cast(pl.Int8).alias("holiday_tomorrow"),
         code.cast(pl.Int32).alias("category_code"),  # stable across processes
         pl.col("warehouse_id").str.slice(2).cast(pl.Int32).alias("warehouse_code"),
-        # bounded: the same value from a frame of LOOKBACK_DAYS as from the whole history
-        pl.col("price").forward_fill(limit=PRICE_CARRY_DAYS).over(by),
     )
 
 

@@ -64,7 +64,7 @@ def test_the_days_to_predict_carry_the_promotions_known_at_the_cutoff():
     con.execute("""CREATE TABLE gold.dim_date AS SELECT d::DATE AS date, false AS is_holiday, 1 AS day_of_week,
                    11 AS month FROM generate_series(DATE '2026-11-01', DATE '2026-11-08', INTERVAL 1 DAY) t(d)""")
     con.execute("""CREATE TABLE gold.dim_product AS SELECT 'SKU000001' AS product_id, 'snacks' AS category,
-                   TIMESTAMP '2026-01-01' AS valid_from, NULL::TIMESTAMP AS valid_to""")
+                   TIMESTAMP '2026-01-01' AS valid_from, NULL::TIMESTAMP AS valid_to, 10.0 AS unit_price""")
     promos = [("P1", date(2026, 11, 3), date(2026, 11, 5), 0.2, datetime(2026, 10, 20, 9), date(2026, 10, 20)),
               ("P1", date(2026, 11, 3), date(2026, 11, 5), 0.3, datetime(2026, 10, 25, 9), date(2026, 10, 25)),
               ("P2", date(2026, 11, 7), date(2026, 11, 7), 0.1, datetime(2026, 11, 2, 9), date(2026, 11, 2))]
@@ -79,6 +79,9 @@ def test_the_days_to_predict_carry_the_promotions_known_at_the_cutoff():
         date(2026, 11, 3): 0.3, date(2026, 11, 4): 0.3, date(2026, 11, 5): 0.3,  # its latest version
         date(2026, 11, 6): 0.0, date(2026, 11, 7): 0.0,  # P2 was keyed in after the cutoff
         date(2026, 11, 8): 0.0}
+    # a day to predict is priced at its list price less the promotion known for it
+    assert dict(zip(daily["date"], daily["price"], strict=True))[date(2026, 11, 3)] == 7.0
+    assert daily["price"][0] == 9.0  # a day that sold: what it sold for
     con.execute("DROP TABLE silver.stg_promotions")  # a lake loaded before the ERP had a calendar
     daily = forecast.daily_demand(con, last_actual=date(2026, 11, 1), until=date(2026, 11, 8))
     assert daily["discount"].to_list() == [0.1] + [0.0] * 7
@@ -120,9 +123,12 @@ def _silver(series: int, days: int, seed: int = 3):
     con.execute(f"""CREATE TABLE gold.dim_date AS SELECT d::DATE AS date, dayofmonth(d) = 1 AS is_holiday,
                    isodow(d) AS day_of_week, month(d) AS month
                    FROM generate_series(DATE '{first}', DATE '{first + timedelta(days=days + 30)}', INTERVAL 1 DAY) t(d)""")
-    con.execute("""CREATE TABLE gold.dim_product AS SELECT DISTINCT product_id,
-                   ['dairy', 'snacks', 'tools'][(hash(product_id) % 3)::INT + 1] AS category,
-                   TIMESTAMP '2020-01-01' AS valid_from, NULL::TIMESTAMP AS valid_to FROM l""")
+    # every list price rises from 5.5 to 6.0 on 2026-04-20 (a new version of each product)
+    con.execute("""CREATE TABLE gold.dim_product AS
+                   SELECT product_id, ['dairy', 'snacks', 'tools'][(hash(product_id) % 3)::INT + 1] AS category,
+                          v.* FROM (SELECT DISTINCT product_id FROM l),
+                   (VALUES (TIMESTAMP '2020-01-01', TIMESTAMP '2026-04-20', 5.5),
+                           (TIMESTAMP '2026-04-20', NULL::TIMESTAMP, 6.0)) v(valid_from, valid_to, unit_price)""")
     return con, first
 
 
@@ -150,9 +156,12 @@ def test_a_frame_from_a_window_and_in_chunks_gives_the_whole_historys_features()
     parts = [forecast.features(demand.frame(lo, hi).lazy()).filter(pl.col("date") > last - timedelta(days=30))
              .collect() for lo, hi in chunks]
     windowed = pl.concat(parts).sort("product_id", "warehouse_id", "date")
-    # slow movers' prices in the days compared: carried over days without a sale, then unknown
-    unsold = whole.filter(pl.col("units") == 0)
-    assert unsold["price"].null_count() > 10 and unsold["price"].drop_nulls().len() > 10
+    # a day without a sale (slow movers: most days) is priced at the list price in force, less
+    # its discount; the list price changed mid-window, and the days to predict get the last one
+    unsold = whole.filter(pl.col("units").fill_null(0) == 0)
+    assert unsold.height > 200 and unsold["price"].null_count() == 0
+    listed = unsold.with_columns(listed=pl.when(pl.col("date") < date(2026, 4, 20)).then(5.5).otherwise(6.0))
+    assert listed["price"].equals((listed["listed"] * (1 - listed["discount"])).round(4), check_names=False)
     assert windowed.height == whole.height == 30 * 37
     assert windowed.select(*FEATURES, "units").equals(whole.select(*FEATURES, "units"))
     # a chunk holds whole series: no series is split over two chunks
