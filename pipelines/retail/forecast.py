@@ -49,7 +49,7 @@ DOCS = {
     }),
     "ml_drift_reference": ("The training distribution of each drift feature, per model version (PSI's bins)", {
         "model_version": "The version trained (ml_models)", "feature": "The feature profiled",
-        "bin": "The bin's rank (0: lowest values)", "upper_edge": "The bin's upper edge (null: the last bin)",
+        "bin": "The bin's rank (0: lowest values)", "upper_edge": "Values of the bin are below it and at or above the previous bin's (null: no bound)",
         "share": "Share of the reference rows in the bin",
         "rows": "Reference rows with a value (the version's last drift_reference_days of training)",
     }),
