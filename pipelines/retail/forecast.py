@@ -512,12 +512,13 @@ def reference_profile(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, row: di
 def drift_reference(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, train_to: date,
                     known_at: date) -> pl.DataFrame:
     """The drift features of a model's reference days (``drift_window``) as the lake knew them at
-    ``known_at``, for a fixed sample of series within ``max_train_rows`` frame rows (ADR 0030)."""
+    ``known_at``, for a fixed sample of series within ``max_train_rows`` frame rows (ADR 0030):
+    the rows training keeps (full ``lag_28`` and ``mean_28``), rebuilt from a window."""
     ref_from, ref_to = drift_window(cfg, train_to)
     demand = prepare_demand(con, last_actual=ref_to, until=ref_to, known_at=known_at,
                             since=ref_from - timedelta(days=LOOKBACK_DAYS), max_rows=cfg.ml.max_train_rows)
-    return pl.concat([features(frame.lazy()).filter(pl.col("date") >= ref_from).select(DRIFT_FEATURES).collect()
-                      for frame in demand.frames(cfg.ml.chunk_rows)])
+    return pl.concat([features(frame.lazy()).filter(pl.col("date") >= ref_from).drop_nulls(["lag_28", "mean_28"])
+                      .select(DRIFT_FEATURES).collect() for frame in demand.frames(cfg.ml.chunk_rows)])
 
 
 def score(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date, model_version: str,

@@ -34,6 +34,18 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     assert set(metrics["segment_type"]) == {"all", "category", "warehouse_id"}
     drift = storage.scan(cfg.lake, "gold", "ml_feature_drift").collect()
     assert drift["forecast_date"].n_unique() == len(days) - 1 and drift["psi"].is_not_null().all()
+    # the drift profile training kept is the one its reference days give when rebuilt from a window
+    # as the lake knew them that day (what scoring falls back to for a version without one)
+    from lakehouse import catalog, ml
+    from pipelines.retail import forecast as fc
+
+    row = registry.version_row(cfg.lake, MODEL_NAME, champion)
+    stored = storage.scan_partition(cfg.lake, "gold", "ml_drift_reference", {"model_version": champion}).collect()
+    with catalog.connect_read_only(cfg) as con:
+        rebuilt = ml.drift_profile(fc.drift_reference(cfg, con, row["train_to"], known_at=row["trained_for_date"]),
+                                   fc.DRIFT_FEATURES)
+    assert stored.height >= 8 and rebuilt.sort("feature", "bin").equals(
+        stored.select(rebuilt.columns).sort("feature", "bin"))
     accuracy = storage.scan(cfg.lake, "gold", "fct_forecast_accuracy").collect()
     assert accuracy.height > 0 and (accuracy["horizon_days"].is_between(1, 7)).all()
     # analysts' stockout view: one row per SKU x warehouse of the latest forecast
