@@ -620,15 +620,31 @@ def partitions(where: Location) -> list[dict[str, str]]:
     return [dict(p) for p in sorted(found)]
 
 
-def vacuum(where: Location, retention_hours: float) -> list[str]:
-    """Delete files no version younger than ``retention_hours`` needs; returns them."""
+def vacuum(where: Location, retention_hours: float, *, full: bool = True) -> list[str]:
+    """Delete files no version younger than ``retention_hours`` needs; returns those it deleted.
+
+    ``full`` also deletes the files no commit ever named (a writer killed after its first
+    8 MB file was flushed, before its commit; the files of a commit that lost a conflict), which
+    takes listing every file of the table; without it (delta-rs' lite mode) only the files the
+    log removed are looked at, from the log alone.
+
+    delta-rs names again, at every vacuum, the removed files an earlier vacuum already deleted
+    (until their tombstones expire), and counts them in its commit's metrics: the candidates
+    are asked for first, and only those still there are deleted and returned, so the count the
+    retention log shows is the files this run deleted."""
     import math
 
-    # rounded up: a file younger than the grace period may still be read. ``full``: also the
-    # files no commit ever named (a writer killed after its first 8 MB file was flushed, before
-    # its commit); delta-rs' default (lite) looks only at files the log removed
-    return _table(where).vacuum(retention_hours=math.ceil(retention_hours), dry_run=False,
-                                enforce_retention_duration=False, full=True)
+    from lakehouse.storage.files import backend
+
+    table = _table(where)
+    # rounded up: a file younger than the grace period may still be read
+    options = {"retention_hours": math.ceil(retention_hours), "enforce_retention_duration": False, "full": full}
+    root = str(where).rstrip("/")
+    present = [f for f in table.vacuum(dry_run=True, **options)
+               if backend(root).exists(f if f.startswith("/") or "://" in f else f"{root}/{f}")]
+    if present:
+        table.vacuum(dry_run=False, **options)
+    return present
 
 
 def optimize(where: Location, target_size: int | None = None) -> dict:

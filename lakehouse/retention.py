@@ -38,12 +38,20 @@ def expired_partitions(cfg: DomainConfig, run_date: date) -> list[tuple[str, str
     return out
 
 
-def apply_retention(cfg: DomainConfig, run_date: date) -> dict[str, int]:
-    """Retire expired partitions, then delete retired files older than the grace period."""
+# The business dates whose retention also deletes the files no Delta commit named (a killed
+# writer's, a conflict loser's): finding them lists every file of every Delta table, a cost that
+# grows with history, for files that are rare and harm nobody meanwhile (ADR 0032)
+FULL_VACUUM_WEEKDAY = 6  # Sunday
+
+
+def apply_retention(cfg: DomainConfig, run_date: date) -> dict[str, int | bool]:
+    """Retire expired partitions, then delete retired files older than the grace period; on
+    ``FULL_VACUUM_WEEKDAY``'s runs, also the files no Delta commit named."""
     expired = expired_partitions(cfg, run_date)
     for layer, table, part in expired:
         storage.drop_partition(cfg.lake, layer, table, part)
-    removed = storage.vacuum(cfg.lake, cfg.retention.grace_hours)
-    log.info("retention as of %s: %d partitions retired, %d old files deleted", run_date, len(expired),
-             len(removed))
-    return {"retired": len(expired), "deleted": len(removed)}
+    full = run_date.weekday() == FULL_VACUUM_WEEKDAY
+    removed = storage.vacuum(cfg.lake, cfg.retention.grace_hours, full=full)
+    log.info("retention as of %s: %d partitions retired, %d old files deleted%s", run_date, len(expired),
+             len(removed), " (full vacuum)" if full else "")
+    return {"retired": len(expired), "deleted": len(removed), "full_vacuum": full}

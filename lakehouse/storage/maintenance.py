@@ -11,34 +11,43 @@ from pathlib import Path
 
 from lakehouse.storage.files import backend
 from lakehouse.storage.partition_files import RETIRED, _vacuum_superseded
-from lakehouse.storage.paths import Location, is_remote, layer_root, state_dir
+from lakehouse.storage.paths import Location, is_remote, state_dir, table_dir
 from lakehouse.storage.snapshots import SNAPSHOTS
-from lakehouse.storage.table_io import delta_tables
+from lakehouse.storage.table_io import _is_delta, delta_tables, tables
 
 
-def vacuum(lake: Location, grace_hours: float) -> list[Location]:
+def vacuum(lake: Location, grace_hours: float, *, full: bool = True) -> list[Location]:
     """Delete retired files and leftovers of killed writers older than ``grace_hours``.
 
     The grace period must exceed the longest query, as with Delta Lake's VACUUM: a
-    file younger than it may still be read and is kept.
+    file younger than it may still be read and is kept. Only the tables that are not Delta
+    tables (bronze's one-file-per-partition protocol) are walked for retired and temporary
+    files; a Delta table's garbage is found by Delta's own vacuum. ``full=False`` leaves out
+    the files no Delta commit ever named (a writer killed before its commit, a commit that
+    lost a conflict): finding them lists every file of every Delta table, which the daily
+    retention does once a week (ADR 0032).
     """
     cutoff = time.time() - grace_hours * 3600
     removed: list[Location] = []
     for layer in ("bronze", "silver", "gold"):
-        for path, mtime in backend(lake).hidden_files(layer_root(lake, layer)):
-            name = str(path).rsplit("/", 1)[-1]
-            if mtime > cutoff:
+        for table in tables(lake, layer):
+            root = table_dir(lake, layer, table)
+            if _is_delta(root):
                 continue
-            if name.startswith(RETIRED):
-                if int(name[len(RETIRED):].split("-", 1)[0]) > cutoff:
+            for path, mtime in backend(lake).hidden_files(root):
+                name = str(path).rsplit("/", 1)[-1]
+                if mtime > cutoff:
                     continue
-            elif not name.endswith(".tmp"):
-                continue
-            backend(path).remove(path)
-            removed.append(path)
-        if is_remote(lake):
-            removed += _vacuum_superseded(layer_root(lake, layer), cutoff)
-    removed += _vacuum_delta(lake, grace_hours)
+                if name.startswith(RETIRED):
+                    if int(name[len(RETIRED):].split("-", 1)[0]) > cutoff:
+                        continue
+                elif not name.endswith(".tmp"):
+                    continue
+                backend(path).remove(path)
+                removed.append(path)
+            if is_remote(lake):
+                removed += _vacuum_superseded(root, cutoff)
+    removed += _vacuum_delta(lake, grace_hours, full=full)
     snapshots = Path(state_dir(lake)) / SNAPSHOTS if not is_remote(lake) else None
     if snapshots is not None and snapshots.exists():
         for snap in snapshots.iterdir():
@@ -50,11 +59,11 @@ def vacuum(lake: Location, grace_hours: float) -> list[Location]:
     return removed
 
 
-def _vacuum_delta(lake: Location, grace_hours: float) -> list[Location]:
+def _vacuum_delta(lake: Location, grace_hours: float, *, full: bool) -> list[Location]:
     """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
     from lakehouse import delta
 
-    return [f for _, root in delta_tables(lake) for f in delta.vacuum(root, grace_hours)]
+    return [f for _, root in delta_tables(lake) for f in delta.vacuum(root, grace_hours, full=full)]
 
 
 # A Delta table is compacted once it has this many files under SMALL_FILE_BYTES (each daily

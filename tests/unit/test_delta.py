@@ -353,3 +353,43 @@ def test_row_count_reads_the_logs_record_counts_and_counts_rows_where_a_file_has
 
     shutil.copytree(root, fresh)  # a path this process has not opened: no kept table
     assert delta.row_count(fresh) == 3
+
+
+def test_the_daily_vacuum_reads_the_log_and_the_weekly_one_also_lists_every_file(tmp_path, monkeypatch):
+    """A file the log removed goes at every vacuum; a file no commit named (a writer killed
+    before its commit) only at a full one, which the daily retention runs on Sundays only:
+    it lists every file of every Delta table (ADR 0032). Bronze's temp files go either way."""
+    import os
+    import shutil
+    import time
+
+    from lakehouse import retention
+    from lakehouse.config import load_domain
+    from tests.conftest import CONFIG_DIR
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    cfg = load_domain(CONFIG_DIR)
+    where = storage.table_dir(cfg.lake, "gold", "sales")
+    delta.replace_all(_sales([(D1, "a", 1)]), where)
+    first = set(delta.files(where))
+    delta.replace_all(_sales([(D1, "a", 2)]), where)  # the log removes the first version's file
+    orphan = where / "part-00000-killed-before-commit.parquet"
+    shutil.copy(next(iter(first)).removeprefix("file://"), orphan)
+    storage.publish(pl.DataFrame({"v": [1]}), cfg.lake, "bronze", "t")
+    tmp = storage.table_dir(cfg.lake, "bronze", "t") / ".data.parquet.dead.tmp"
+    tmp.write_bytes(b"half written")
+    old = time.time() - 7200
+    for f in (orphan, tmp):
+        os.utime(f, (old, old))
+    cfg = cfg.model_copy(update={"retention": cfg.retention.model_copy(update={"grace_hours": 0})})
+
+    monday, sunday = date(2026, 11, 2), date(2026, 11, 8)
+    assert retention.apply_retention(cfg, monday) == {"retired": 0, "deleted": 2, "full_vacuum": False}
+    assert not tmp.exists() and orphan.exists()  # the log's removal and bronze's temp file went
+    assert not any(os.path.exists(f.removeprefix("file://")) for f in first)
+    assert sorted(delta.scan(where).collect().rows()) == [(D1, "a", 2)]
+    # the count is of files this run deleted: delta-rs names the first version's file again
+    assert retention.apply_retention(cfg, sunday) == {"retired": 0, "deleted": 1, "full_vacuum": True}
+    assert not orphan.exists()
+    assert sorted(delta.scan(where).collect().rows()) == [(D1, "a", 2)]
+    assert retention.apply_retention(cfg, sunday)["deleted"] == 0
