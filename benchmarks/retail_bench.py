@@ -56,17 +56,29 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def initial_load(first_day, start, step_days: int, child_env: dict[str, str]) -> dict:
-    """The start date's run, or with ``step_days`` runs every ``step_days`` from the first
-    day of history up to the start date: their summed wall time and largest peak."""
+    """The start date's run, or with ``step_days`` the README's way for long histories: the
+    domain's start date moved to the first day of history (``RETAIL_START_DATE``, set in
+    ``child_env`` by the caller), its run the initial load, then a run every ``step_days`` up
+    to the configured start date, each taking the batch since the run before (the extraction
+    window widens back to the watermark); their summed wall time and largest peak."""
     if not step_days:
         return measure("initial load (direct)", RUN_DAY.format(day=start), child_env)
-    runs, day = [], first_day + timedelta(days=step_days - 1)
+    runs, day = [], first_day
     while day < start:
         runs.append(measure(f"load to {day}", RUN_DAY.format(day=day), child_env))
         day += timedelta(days=step_days)
     runs.append(measure(f"load to {start}", RUN_DAY.format(day=start), child_env))
     return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "runs": len(runs)}
+            "runs": len(runs), "each": [{"day": str(d), **r} for d, r in zip(_load_days(first_day, start, step_days),
+                                                                                  runs, strict=True)]}
+
+
+def _load_days(first_day, start, step_days: int) -> list:
+    days, day = [], first_day
+    while day < start:
+        days.append(day)
+        day += timedelta(days=step_days)
+    return [*days, start]
 
 
 def run_one(args: argparse.Namespace) -> dict:
@@ -75,20 +87,38 @@ def run_one(args: argparse.Namespace) -> dict:
     from pipelines.retail.demo import start_api
 
     home = args.work
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    sources = home / "data" / "sources"
+    marker = sources / "bench_simulated.txt"  # what the simulation below was asked for
+    wanted = f"{args.skus} {args.warehouses} {args.customers} {args.history_days}"
+    reuse = args.reuse_sources and marker.exists() and marker.read_text() == wanted
+    if reuse:  # everything but the simulated sources (the lake, its catalog and Airflow's home)
+        for path in (home / "data" / "lake", home / "data" / "lakehouse.duckdb", home / "data" / "reports",
+                     home / ".airflow"):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
     start = load_domain(PROJECT / "configs" / "retail").start_date
     days = [start + timedelta(days=i) for i in range(3)]
+    history_start = start - timedelta(days=args.history_days)
     env = airflow_env(home, RETAIL_API_URL=f"http://127.0.0.1:{args.api_port}")
-    child_env = {k: env[k] for k in ("LAKEHOUSE_HOME", "RETAIL_API_URL", "AIRFLOW_HOME")}
+    if args.load_step_days:  # the README's way for long histories: the lake starts on its first day
+        env["RETAIL_START_DATE"] = history_start.isoformat()
+    child_env = {k: env[k] for k in ("LAKEHOUSE_HOME", "RETAIL_API_URL", "AIRFLOW_HOME", "RETAIL_START_DATE")
+                 if k in env}
     airflow("db", "migrate", env=env)
-    api_file = home / "data" / "sources" / "api" / "supplier_performance.parquet"
+    api_file = sources / "api" / "supplier_performance.parquet"
     sim = dict(skus=args.skus, warehouses=args.warehouses, customers=args.customers,
-               history_start=start - timedelta(days=args.history_days), end=days[-1], api_file=api_file)
+               history_start=history_start, end=days[-1], api_file=api_file)
     results: dict[str, dict] = {}
     print(f"retail at {args.skus:,} SKUs x {args.warehouses} warehouses, {args.history_days} days of history",
           flush=True)
-    results["simulate_initial"] = measure("simulate sources", SIMULATE.format(day=days[0], **sim), child_env)
+    if reuse:
+        print("  simulated sources of an earlier run reused", flush=True)
+        results["simulate_initial"] = {"seconds": None, "peak_rss_mb": None, "reused": True}
+    else:
+        results["simulate_initial"] = measure("simulate sources", SIMULATE.format(day=days[0], **sim), child_env)
+        marker.write_text(wanted)
     api = start_api(home, args.api_port)
     try:
         results["initial_load"] = initial_load(sim["history_start"], days[0], args.load_step_days, child_env)
@@ -124,8 +154,9 @@ def report(figures: dict) -> str:
         def ratio(key: str, field: str = "seconds", s=s) -> str:
             return f"{s[key][field] / base[key][field]:.2f}x"
 
-        rows.append(f"| {point['history_days']} | {s['simulate_initial']['seconds']:.1f} / "
-                    f"{s['simulate_initial']['peak_rss_mb']:.0f} | {s['initial_load']['seconds']:.1f} / "
+        sim = s["simulate_initial"]
+        simulated = "(reused)" if sim.get("reused") else f"{sim['seconds']:.1f} / {sim['peak_rss_mb']:.0f}"
+        rows.append(f"| {point['history_days']} | {simulated} | {s['initial_load']['seconds']:.1f} / "
                     f"{s['initial_load']['peak_rss_mb']:.0f} | **{s['seed_day']['seconds']:.1f}** / "
                     f"{s['seed_day']['peak_rss_mb']:.0f} ({ratio('seed_day')}) | {a['seconds']:.1f} "
                     f"({ratio('airflow_day')}) | {a['overhead_seconds']:.1f} |")
@@ -152,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="history lengths of the curve, comma-separated (default 28,365,730)")
     parser.add_argument("--load-step-days", type=int, default=0,
                         help="load the history as runs every N days from its first day (0: one batch)")
+    parser.add_argument("--reuse-sources", action="store_true",
+                        help="keep the simulated sources of an earlier run of the same history (and scale)")
     parser.add_argument("--api-port", type=int, default=8791)
     parser.add_argument("--work", type=Path, default=PROJECT / "data" / "bench" / "retail")
     parser.add_argument("--out", type=Path, default=PROJECT / "data" / "bench_retail.json")
