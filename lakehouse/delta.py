@@ -347,19 +347,37 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
                 .execute())
 
 
+# Up to this many distinct keys, a scan is also given the keys as a literal list, which Polars
+# checks against each file's statistics: it skips the files inside the keys' range that hold none
+# of them (a day's corrections spread over a year). Beyond it, checking the list costs more than
+# reading the range: a month's 5.4 M order-line keys against 175 staged files took 34.7 s with the
+# list (3.8 s of it building the literal) and 1.9 s by range and hash semi-join, and grew with
+# every month of history (seed scale, docs/benchmarks.md, stop 40)
+KEY_LIST_MAX = 100_000
+
+
 def key_filter(column: str, values: pl.Series) -> pl.Expr:
-    """Rows whose ``column`` is one of ``values``, said so that a scan skips what it can: the
-    values' range and a literal list, both of which Polars' Delta scan checks against each
-    file's statistics in the log. An imploded Series (``is_in(values.implode())``) is not
-    checked so, and read every file: 0.24-0.35 s against 0.09-0.12 s for a day's 89k order
-    lines in a year of silver, 0.35-0.44 s against 0.01-0.03 s for 1k keys in 365 batches."""
+    """Rows whose ``column`` is in the range of ``values``, and for up to ``KEY_LIST_MAX``
+    distinct values one of them: said so that a scan skips what it can (the range and a
+    literal list, both of which Polars' Delta scan checks against each file's statistics in
+    the log). An imploded Series (``is_in(values.implode())``) is not checked so, and read
+    every file: 0.24-0.35 s against 0.09-0.12 s for a day's 89k order lines in a year of
+    silver, 0.35-0.44 s against 0.01-0.03 s for 1k keys in 365 batches. Above the cap the
+    filter is the range alone: the caller matches exactly (``with_keys`` joins)."""
+    return _key_filter(column, values.drop_nulls().unique(), values)
+
+
+def _key_filter(column: str, distinct: pl.Series, values: pl.Series) -> pl.Expr:
+    """``key_filter`` given ``values``' distinct non-null values (a hash pass over a month's
+    keys costs ~1 s: done once)."""
     import polars as pl
 
-    distinct = values.drop_nulls().unique()
     if distinct.is_empty():
         return pl.col(column).is_in(values.to_list())  # none, or only nulls: nothing to range over
-    return (pl.col(column).is_between(pl.lit(distinct.min(), values.dtype), pl.lit(distinct.max(), values.dtype))
-            & pl.col(column).is_in(values.unique().to_list()))
+    in_range = pl.col(column).is_between(pl.lit(distinct.min(), values.dtype), pl.lit(distinct.max(), values.dtype))
+    if distinct.len() > KEY_LIST_MAX:
+        return in_range
+    return in_range & pl.col(column).is_in(distinct.to_list())
 
 
 def with_keys(frame: pl.LazyFrame, key: list[str], keys: pl.DataFrame) -> pl.LazyFrame:
@@ -368,11 +386,12 @@ def with_keys(frame: pl.LazyFrame, key: list[str], keys: pl.DataFrame) -> pl.Laz
     import polars as pl
 
     first = keys.get_column(key[0])
-    pruned = key_filter(key[0], first)
+    distinct = first.drop_nulls().unique()
+    pruned = _key_filter(key[0], distinct, first)
     if first.has_nulls():
         pruned = pruned | pl.col(key[0]).is_null()
     frame = frame.filter(pruned)
-    if len(key) > 1:  # then matched exactly
+    if len(key) > 1 or distinct.len() > KEY_LIST_MAX:  # then matched exactly
         frame = frame.join(keys.lazy().select(key), on=key, how="semi", nulls_equal=True)
     return frame
 

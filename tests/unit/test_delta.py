@@ -393,3 +393,27 @@ def test_the_daily_vacuum_reads_the_log_and_the_weekly_one_also_lists_every_file
     assert not orphan.exists()
     assert sorted(delta.scan(where).collect().rows()) == [(D1, "a", 2)]
     assert retention.apply_retention(cfg, sunday)["deleted"] == 0
+
+
+@pytest.mark.parametrize("key", [["k"], ["k", "n"]])
+def test_many_keys_are_matched_by_range_and_join_as_few_are_by_list(tmp_path, monkeypatch, key):
+    """Above ``KEY_LIST_MAX`` keys the scan is pruned by their range only (a literal list of a
+    month's 5.4 M keys cost more to check than to read) and matched by a semi-join: the same
+    rows as the list gives, nulls matching nulls, keys outside the table ignored."""
+    where = tmp_path / "t"
+    for part in range(4):  # four files, each its own key range
+        rows = [(f"k{part}{i}", i % 2) for i in range(5)] + ([(None, part)] if part == 1 else [])
+        pl.DataFrame(rows, schema={"k": pl.String, "n": pl.Int64}, orient="row").write_delta(
+            where, mode="append")
+    table = delta.scan(where)
+    keys = pl.DataFrame([("k10", 0), ("k12", 0), ("k31", 1), (None, 1), ("k99", 0), ("k13", 0)],
+                        schema={"k": pl.String, "n": pl.Int64}, orient="row").select(key).unique()
+
+    def matched() -> list:
+        return sorted(delta.with_keys(table, key, keys).collect().rows(), key=str)
+
+    by_list = matched()
+    monkeypatch.setattr(delta, "KEY_LIST_MAX", 2)
+    assert matched() == by_list
+    expected = {("k10", 0), ("k12", 0), ("k31", 1), (None, 1)} | ({("k13", 1)} if key == ["k"] else set())
+    assert set(by_list) == expected
