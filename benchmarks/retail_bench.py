@@ -63,22 +63,13 @@ def initial_load(first_day, start, step_days: int, child_env: dict[str, str]) ->
     window widens back to the watermark); their summed wall time and largest peak."""
     if not step_days:
         return measure("initial load (direct)", RUN_DAY.format(day=start), child_env)
-    runs, day = [], first_day
-    while day < start:
-        runs.append(measure(f"load to {day}", RUN_DAY.format(day=day), child_env))
-        day += timedelta(days=step_days)
-    runs.append(measure(f"load to {start}", RUN_DAY.format(day=start), child_env))
-    return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "runs": len(runs), "each": [{"day": str(d), **r} for d, r in zip(_load_days(first_day, start, step_days),
-                                                                                  runs, strict=True)]}
-
-
-def _load_days(first_day, start, step_days: int) -> list:
     days, day = [], first_day
     while day < start:
         days.append(day)
         day += timedelta(days=step_days)
-    return [*days, start]
+    runs = [measure(f"load to {d}", RUN_DAY.format(day=d), child_env) for d in [*days, start]]
+    return {"seconds": sum(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "runs": len(runs), "each": [{"day": str(d), **r} for d, r in zip([*days, start], runs, strict=True)]}
 
 
 def run_one(args: argparse.Namespace) -> dict:
