@@ -27,12 +27,15 @@ def vacuum(lake: Location, grace_hours: float, *, full: bool = True) -> list[Loc
     lost a conflict): finding them lists every file of every Delta table, which the daily
     retention does once a week (ADR 0032).
     """
+    from lakehouse import delta
+
     cutoff = time.time() - grace_hours * 3600
     removed: list[Location] = []
     for layer in ("bronze", "silver", "gold"):
         for table in tables(lake, layer):
             root = table_dir(lake, layer, table)
             if _is_delta(root):
+                removed += delta.vacuum(root, grace_hours, full=full)
                 continue
             for path, mtime in backend(lake).hidden_files(root):
                 name = str(path).rsplit("/", 1)[-1]
@@ -47,7 +50,6 @@ def vacuum(lake: Location, grace_hours: float, *, full: bool = True) -> list[Loc
                 removed.append(path)
             if is_remote(lake):
                 removed += _vacuum_superseded(root, cutoff)
-    removed += _vacuum_delta(lake, grace_hours, full=full)
     snapshots = Path(state_dir(lake)) / SNAPSHOTS if not is_remote(lake) else None
     if snapshots is not None and snapshots.exists():
         for snap in snapshots.iterdir():
@@ -57,13 +59,6 @@ def vacuum(lake: Location, grace_hours: float, *, full: bool = True) -> list[Loc
         with contextlib.suppress(OSError):
             directory.rmdir()  # a partition folder left empty by retention
     return removed
-
-
-def _vacuum_delta(lake: Location, grace_hours: float, *, full: bool) -> list[Location]:
-    """Delta vacuum of every Delta table: files no version of the last ``grace_hours`` needs."""
-    from lakehouse import delta
-
-    return [f for _, root in delta_tables(lake) for f in delta.vacuum(root, grace_hours, full=full)]
 
 
 # A Delta table is compacted once it has this many files under SMALL_FILE_BYTES (each daily
