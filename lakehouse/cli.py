@@ -296,7 +296,7 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
             "business_date": args.date.isoformat(), "task_id": outcome.task_id, "try_number": 1,
             "state": outcome.state, "start": (end - timedelta(seconds=outcome.seconds)).isoformat(),
             "end": end.isoformat(), "seconds": round(outcome.seconds, 3),
-            "error": runlog.error_text(outcome.error)})
+            "error": runlog.error_text(outcome.error), "peak_rss_mb": outcome.peak_rss_mb})
 
     import contextlib
 
@@ -304,7 +304,7 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
     # (it binds the stdout of the moment it is set up), go to stderr
     with contextlib.redirect_stdout(sys.stderr):
         outcomes = steps.run_local(steps.DAILY, ctx, on_outcome=record, raise_on_failure=False)
-    print(json.dumps({k: {"state": o.state, "seconds": round(o.seconds, 2),
+    print(json.dumps({k: {"state": o.state, "seconds": round(o.seconds, 2), "peak_rss_mb": o.peak_rss_mb,
                           **({"result": o.result} if o.result is not None else {}),
                           **({"error": f"{type(o.error).__name__}: {o.error}"} if o.error else {})}
                       for k, o in outcomes.items()}, indent=1, default=str))
@@ -315,11 +315,12 @@ def _run_command(cfg, args: argparse.Namespace) -> None:
 
 
 def step_line(outcome) -> str:
-    """One progress line per finished task (stderr): its state, seconds and, for silver, rows."""
+    """One progress line per finished task (stderr): its state, seconds, peak RSS and, for silver, rows."""
     result = outcome.result if isinstance(outcome.result, dict) else {}
     rows = (f"  {result['valid']:,} valid, {result['quarantined']:,} quarantined"
             if {"valid", "quarantined"} <= result.keys() else "")
-    return f"  {outcome.task_id:<44}{outcome.state:<16}{outcome.seconds:>7.1f} s{rows}"
+    peak = "" if outcome.peak_rss_mb is None else f"{outcome.peak_rss_mb:>8,.0f} MB"
+    return f"  {outcome.task_id:<44}{outcome.state:<16}{outcome.seconds:>7.1f} s{peak}{rows}"
 
 
 def run_summary_text(domain: str, day: date, outcomes: dict) -> str:

@@ -1,5 +1,8 @@
 """Run history in the lake: one small JSON record per task try, written by Airflow callbacks.
 
+Each record holds the try's state, times, error and the peak RSS of the task (``peak_rss_mb``:
+its process's under Airflow, its own under ``lakehouse run``; absent in older records).
+
 The health dashboard (``lakehouse report``) reads it to chart runs, durations and
 failures without credentials for Airflow's metadata database or REST API, and it
 survives a metadata database being reset. Each try writes its own file (atomic
@@ -29,7 +32,7 @@ def _schema() -> dict:
     return {"dag_id": pl.String, "run_id": pl.String, "run_type": pl.String, "business_date": pl.Date,
             "task_id": pl.String, "try_number": pl.Int64, "state": pl.String,
             "start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"), "seconds": pl.Float64,
-            "error": pl.String}
+            "error": pl.String, "peak_rss_mb": pl.Float64}
 
 
 def runs_dir(lake: Path | str) -> Path | str:
@@ -63,6 +66,7 @@ def error_text(error: BaseException | str | None) -> str | None:
 
 
 def _entry(context: dict, state: str, tz: str) -> dict:
+    from lakehouse import memory
     from lakehouse.dag_factory import business_date_of
 
     ti = context.get("task_instance") or context.get("ti")
@@ -79,6 +83,8 @@ def _entry(context: dict, state: str, tz: str) -> dict:
         "start": start.isoformat() if start else None, "end": end.isoformat(),
         "seconds": round((end - start).total_seconds(), 3) if start else None,
         "error": error_text(context.get("exception")),
+        # the task's own process: its peak since it started (a callback runs in that process)
+        "peak_rss_mb": memory.peak_rss_mb(),
     }
 
 

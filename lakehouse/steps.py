@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
-from lakehouse import tasks
+from lakehouse import memory, tasks
 from lakehouse.config import DomainConfig
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class Outcome:
     seconds: float = 0.0
     result: Any = None
     error: BaseException | None = None
+    peak_rss_mb: float | None = None  # the process's peak RSS while the task ran (``lakehouse.memory``)
 
 
 class StepsFailed(RuntimeError):
@@ -222,13 +223,17 @@ def run_local(steps: list[Step], ctx: RunContext, *, only: Iterable[str] | None 
 
 def _run_one(step: Step, ctx: RunContext, item: str | None) -> Outcome:
     task_id = step.task_id(item)
+    # each task's own peak, as its own process under Airflow would have: the high-water mark
+    # reset to what earlier tasks left resident (so that is counted in, as it is held)
+    memory.reset_peak()
     start = time.perf_counter()
     try:
         result = step.call(ctx, item)
     except tasks.Skipped as exc:
         log.info("%s skipped: %s", task_id, exc)
-        return Outcome(task_id, "skipped", time.perf_counter() - start, str(exc))
+        return Outcome(task_id, "skipped", time.perf_counter() - start, str(exc),
+                       peak_rss_mb=memory.peak_rss_mb())
     except Exception as exc:  # reported with every other failure at the end of the run
         log.exception("%s failed", task_id)
-        return Outcome(task_id, "failed", time.perf_counter() - start, error=exc)
-    return Outcome(task_id, "success", time.perf_counter() - start, result)
+        return Outcome(task_id, "failed", time.perf_counter() - start, error=exc, peak_rss_mb=memory.peak_rss_mb())
+    return Outcome(task_id, "success", time.perf_counter() - start, result, peak_rss_mb=memory.peak_rss_mb())

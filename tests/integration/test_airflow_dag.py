@@ -97,6 +97,8 @@ def _health_report_renders(tiny) -> None:
     daily = runlog.run_summary(tries.filter(pl.col("dag_id") == "retail_daily"))
     assert set(daily["business_date"]) == set(DAYS) and set(daily["state"]) == {"success"}
     assert "train_forecast" in set(tries["task_id"])
+    # each try's peak memory is its task process's: at least the interpreter with Airflow loaded
+    assert tries["peak_rss_mb"].null_count() == 0 and tries["peak_rss_mb"].min() > 100, tries["peak_rss_mb"]
     path = report.default_path(tiny.cfg)
     assert path.exists()
     with browser.page() as (tab, errors):

@@ -59,6 +59,12 @@ def test_a_broken_source_fails_alone_and_the_run_is_recorded(tiny):
     assert dict(tries.group_by("state").len().iter_rows()) == {
         state: sum(1 for v in printed.values() if v["state"] == state)
         for state in {v["state"] for v in printed.values()}}
+    # each task's peak memory, as printed and as kept: a process holds at least the interpreter
+    # and Polars (over 50 MB), no tiny day's task comes near 4 GB, and a task that never ran has none
+    peaks = dict(tries.select("task_id", "peak_rss_mb").iter_rows())
+    assert peaks == {t: v["peak_rss_mb"] for t, v in printed.items()}
+    ran = {t for t, v in printed.items() if v["state"] != "upstream_failed"}
+    assert all(50 < peaks[t] < 4096 for t in ran) and all(peaks[t] is None for t in peaks.keys() - ran), peaks
     summary = runlog.run_summary(tries)
     assert summary.height == 1 and summary["failed"][0] == 1
     assert summary["business_date"][0] == START

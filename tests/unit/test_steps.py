@@ -120,3 +120,23 @@ def test_only_keeps_the_declared_order_and_drops_edges_to_left_out_steps(monkeyp
 def test_a_domain_without_a_model_has_no_scoring_step():
     assert "score_forecast" not in [s.name for s in steps.select(steps.DAILY, _cfg("tpch"))]
     assert steps.select(steps.TRAINING, _cfg("tpch")) == []
+
+
+def test_each_task_reports_its_own_peak_memory_not_an_earlier_tasks():
+    """``lakehouse run`` runs every task in one process; each outcome's peak RSS is that task's
+    (the high-water mark reset before it), checked against a known allocation."""
+    from lakehouse import memory
+
+    size_mb = 400
+
+    def big(ctx):
+        block = b"\x01" * (size_mb * 2**20)  # written, so resident
+        return len(block)
+
+    pipeline = [steps.Step("big", big), steps.Step("small", lambda ctx: None, upstream=("big",))]
+    before = memory.peak_rss_mb()
+    outcomes = steps.run_local(pipeline, steps.RunContext(cfg=_cfg(), run_date=DAY, run_id="t"))
+    assert before is not None, "Linux keeps VmHWM in /proc/self/status"
+    peak_big, peak_small = outcomes["big"].peak_rss_mb, outcomes["small"].peak_rss_mb
+    assert peak_big >= peak_small + 0.9 * size_mb, (peak_big, peak_small)
+    assert peak_small < before + 0.5 * size_mb  # reset: the big task's peak is not carried over
