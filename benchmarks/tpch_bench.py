@@ -103,13 +103,16 @@ df.to_parquet("{out}/pandas_lineitem.parquet", index=False)
 
 
 def measure(name: str, body: str, env: dict[str, str] | None = None) -> dict:
-    """Run ``body`` in a fresh interpreter; its wall time and peak RSS."""
+    """Run ``body`` in a fresh interpreter; its wall time and peak RSS, plus what ``body`` printed
+    after ``__EXTRA__`` (a JSON object, merged in)."""
     code = MEASURE.format(body=textwrap.indent(textwrap.dedent(body), ""))
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env={**os.environ, **(env or {})},
                          capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.rsplit("__RESULT__", 1)[1])
+    if "__EXTRA__" in out.stdout:
+        result |= json.loads(out.stdout.split("__EXTRA__", 1)[1].split("\n", 1)[0])
     print(f"  {name:28s} {result['seconds']:8.1f} s   peak RSS {result['peak_rss_mb']:8.0f} MB", flush=True)
     return result
 
