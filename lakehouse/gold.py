@@ -200,13 +200,16 @@ def define(cfg: DomainConfig, table: GoldTable, run_date: date) -> pl.LazyFrame 
 
 
 def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bool = False) -> int:
-    """Build and atomically publish one gold table; returns its row count.
+    """Build and publish one gold table in one commit; returns its row count.
 
     A table with ``partition_by`` commits only the partitions whose content changed: late
     data touching old dates rewrites those dates and nothing else, and a rerun rewrites
     nothing. With ``touched`` it also *computes* only the partitions its inputs' changes
     touch since the input versions its last build consumed (``touched_partitions``);
-    otherwise, or with ``full``, it is recomputed whole (lazily, streamed).
+    otherwise, or with ``full``, it is recomputed whole (lazily, streamed). An incremental
+    build touching more than ``FULL_BUILD_ROWS`` rows of partitions commits them a chunk at a
+    time (``touched_in_chunks``, ADR 0033): each commit whole partitions, and the inputs'
+    versions recorded only after the last, so a crash between them recomputes the lot.
     """
     consumed = _input_versions(cfg, table)  # read before the inputs: a later commit is seen again
     if not full and _inputs_unchanged(cfg, table, consumed):
@@ -218,28 +221,35 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
         _record_consumed(cfg, table, consumed)
         return storage.row_count(cfg.lake, "gold", table.name)
     chunks = every_partition_in_chunks(cfg, table, run_date) if partitions is None else None
-    if chunks is not None:  # a full build, computed a chunk of partitions at a time
+    # what is committed: (the frame or frames of one commit, the partitions it replaces or None: all)
+    commits: list[tuple[pl.LazyFrame | list[pl.LazyFrame] | None, list | None]]
+    if chunks is not None:  # a full build, computed a chunk of partitions at a time, one commit
         builder = load_builder(table.builder or "")
         inputs = resolve_inputs(cfg, builder, run_date)
-        frame = [builder(**inputs, partitions=chunk).filter(pl.col(table.partition_by).is_in(chunk))
-                 for chunk in chunks]
+        commits = [([builder(**inputs, partitions=chunk).filter(pl.col(table.partition_by).is_in(chunk))
+                     for chunk in chunks], None)]
     elif partitions is None:
-        frame = define(cfg, table, run_date)
+        commits = [(define(cfg, table, run_date), None)]
     elif table.sql is not None:
         frame = define(cfg, table, run_date)
-        frame = None if frame is None else frame.filter(pl.col(table.partition_by).is_in(partitions))
-    else:
+        commits = [(None if frame is None else frame.filter(pl.col(table.partition_by).is_in(partitions)),
+                    partitions)]
+    else:  # an incremental build: a chunk of the touched partitions computed and committed at a time
         builder = load_builder(table.builder or "")
-        frame = builder(**resolve_inputs(cfg, builder, run_date), partitions=partitions)
-    if frame is None:
+        inputs = resolve_inputs(cfg, builder, run_date)
+        commits = [(builder(**inputs, partitions=chunk), chunk)
+                   for chunk in touched_in_chunks(cfg, table, partitions)]
+    if commits[0][0] is None:
         log.info("gold.%s: no input yet, skipped", table.name)
         return 0
     if table.partition_by:
-        counts = storage.publish_partitioned(frame, cfg.lake, "gold", table.name, table.partition_by,
-                                             sort_by=table.sort_by, only=partitions)
-        log.info("gold.%s partitions (%s): %s", table.name,
-                 "all" if partitions is None else f"{len(partitions)} touched", counts)
+        for frame, only in commits:
+            counts = storage.publish_partitioned(frame, cfg.lake, "gold", table.name, table.partition_by,
+                                                 sort_by=table.sort_by, only=only)
+            log.info("gold.%s partitions (%s): %s", table.name,
+                     "all" if only is None else f"{len(only)} touched", counts)
     else:
+        frame = commits[0][0]
         wrote = storage.publish_table(frame.sort(table.sort_by) if table.sort_by else frame, cfg.lake, "gold",
                                       table.name, rewrite_unchanged=full)
         if not wrote:
@@ -250,12 +260,32 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
     return rows
 
 
-# -- full builds of large partitioned tables, a chunk of partitions at a time ------------------
+# -- large builds of partitioned tables, a chunk of partitions at a time -----------------------
 
-# Input rows (of the largest input) computed together in a full build: a fact's builder sorts
-# and as-of-joins what it computes, so a year of retail order lines computed at once held 3.9 GB
-# (13 M lines at 2,000 x 12), and two years at seed scale are ten times that
+# Rows computed together: a fact's builder sorts and as-of-joins what it computes, so a year of
+# retail order lines computed at once held 3.9 GB (13 M lines at 2,000 x 12), and two years at
+# seed scale are ten times that. In a full build, rows of the largest input; in an incremental
+# one, rows of the table
 FULL_BUILD_ROWS = 4_000_000
+
+
+def touched_in_chunks(cfg: DomainConfig, table: GoldTable, partitions: list) -> list[list]:
+    """An incremental build's ``partitions`` (sorted) in chunks of about ``FULL_BUILD_ROWS`` rows of
+    the table, each computed and committed on its own; one chunk when they hold fewer.
+
+    A daily run touches a few dates and is one chunk. A batch of a month or more (a long history
+    loaded a month per run, a backfill's catch-up) touches as many dates, and computing them
+    together held 9.5 GB for two months of seed-scale order lines; delta-rs also buffers every
+    partition of one commit until it ends (ADR 0017). The rows a partition holds are the
+    table's average, from Delta's log (no data file read).
+    """
+    from lakehouse import delta
+
+    where = storage.table_dir(cfg.lake, "gold", table.name)
+    stored = len(delta.partitions(where)) if delta.is_table(where) else 0
+    rows_each = delta.row_count(where) / stored if stored else 0
+    size = max(1, int(FULL_BUILD_ROWS // rows_each)) if rows_each else len(partitions)
+    return [partitions[i:i + size] for i in range(0, len(partitions), size)] or [partitions]
 
 
 def every_partition_in_chunks(cfg: DomainConfig, table: GoldTable, run_date: date) -> list[list] | None:

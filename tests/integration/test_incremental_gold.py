@@ -113,10 +113,11 @@ def _blind(*, changed_inventory_counts: pl.LazyFrame) -> pl.LazyFrame:
     return changed_inventory_counts.select("count_date")
 
 
-def test_a_full_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole_build(tiny, monkeypatch):
+def test_a_large_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole_build(tiny, monkeypatch):
     """A full build of a large partitioned table runs its builder on chunks of partitions
     (bounded memory, ADR 0017): the chunks found by the ``touched`` function told that every
-    input row is new must cover every partition of the whole build, or a partition is lost."""
+    input row is new must cover every partition of the whole build, or a partition is lost.
+    An incremental build touching many partitions is computed and committed in chunks too."""
     days = [START + timedelta(days=i) for i in range(4)]
     for i, day in enumerate(days):
         tiny.advance(day)
@@ -140,3 +141,21 @@ def test_a_full_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole_
     assert chunked["fct_order_lines"] > 3 and chunked["fct_inventory_daily"] > 3, chunked
     assert chunked["agg_sales_category_warehouse_daily"] > 3 and chunked["fct_forecast_accuracy"] > 1, chunked
     _assert_equals_full(tiny.cfg, days[-1])
+
+    # an incremental build touching many dates (every line corrected late) is computed and
+    # committed a chunk of them at a time: each chunk a commit, together the whole build
+    import sqlalchemy as sa
+
+    day = days[-1] + timedelta(days=1)
+    tiny.advance(day)
+    with sa.create_engine(tiny.cfg.source("erp").url).begin() as conn:
+        conn.execute(sa.text("UPDATE order_lines SET quantity = quantity + 1, updated_at = :at"),
+                     {"at": f"{day} 06:00:00"})
+    facts = storage.table_dir(tiny.cfg.lake, "gold", "fct_order_lines")
+    before, dates = delta.version(facts), len(storage.partitions(tiny.cfg.lake, "gold", "fct_order_lines"))
+    with LogLines("lakehouse.gold") as said:
+        run_day_direct(tiny.cfg, day)
+    chunks = [m for m in said if m.startswith("gold.fct_order_lines partitions (")]
+    assert dates > 3 and len(chunks) > dates / 2 and all("touched" in m for m in chunks), chunks
+    assert delta.version(facts) - before == len(chunks)  # a commit each, none empty
+    _assert_equals_full(tiny.cfg, day)
