@@ -98,6 +98,8 @@ def test_incremental_build_equals_a_full_rebuild(tmp_path_factory, history, stre
     # every batch after the first merges (a tiny table would otherwise be rebuilt whole: its
     # batches touch most of its keys)
     share, silver.MERGE_MAX_SHARE = silver.MERGE_MAX_SHARE, float("inf")
+    # ... and a batch of more than 3 keys merges in slices of 3 sorted keys, a commit each
+    slice_keys, silver.MERGE_SLICE_KEYS = silver.MERGE_SLICE_KEYS, 3
     try:
         for b, frame in steps:
             day = _stage(cfg, lake, frame, b)
@@ -109,7 +111,7 @@ def test_incremental_build_equals_a_full_rebuild(tmp_path_factory, history, stre
             silver.build(oracle_cfg, "items")
             assert _state(lake) == _state(oracle), (history, b, steps)
     finally:
-        silver.MERGE_MAX_SHARE = share
+        silver.MERGE_MAX_SHARE, silver.MERGE_SLICE_KEYS = share, slice_keys
     assert merged == len(steps) - 1, "the incremental path did not run"
 
 
@@ -140,6 +142,25 @@ def test_a_small_batch_merges_its_keys_and_touches_nothing_else(tmp_path):
     commit = delta.history(root, 1)[0]
     assert commit["operation"] == "WRITE" and commit["operationParameters"]["mode"] == "Append", commit
     assert files < set(delta.files(root)) and len(set(delta.files(root)) - files) == 1
+    incremental = _state(tmp_path)
+    silver.build(cfg, "items")
+    assert _state(tmp_path) == incremental
+
+
+def test_a_batch_of_many_keys_merges_a_slice_at_a_time_and_equals_a_rebuild(tmp_path, monkeypatch):
+    """Above ``MERGE_SLICE_KEYS`` keys a batch is merged in slices of its sorted keys, a commit
+    each (bounded memory for a month-sized batch); together they equal the whole rebuild."""
+    cfg = _cfg(tmp_path, "scd2")
+    keys = [f"k{i:03d}" for i in range(20)]
+    silver.stage_and_build(cfg, "items", _stage(cfg, tmp_path, _batch([(k, 0, 1.0, False, 0) for k in keys], 0, "d"),
+                                                0), "t")
+    root = storage.table_dir(tmp_path, "silver", "items")
+    before = delta.version(root)
+    monkeypatch.setattr(silver, "MERGE_SLICE_KEYS", 2)
+    changed = [(k, 1, 2.0, False, 1) for k in keys[3:10]] + [("k900", 1, 3.0, False, 1)]  # 8 keys: 4 slices
+    silver.stage_and_build(cfg, "items", _stage(cfg, tmp_path, _batch(changed, 1, "d"), 1), "t")
+    commits = delta.history(root, delta.version(root) - before)
+    assert len(commits) == 4 and all(_incremental(c) for c in commits), commits
     incremental = _state(tmp_path)
     silver.build(cfg, "items")
     assert _state(tmp_path) == incremental
