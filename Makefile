@@ -29,8 +29,12 @@ browser:
 	  echo "note: $$pkg is not installed; its tests skip locally and fail under CI=true"; \
 	done
 
+# SCALE=seed: 10,247 SKUs x 12 warehouses, two years of history loaded through Airflow a month per
+# run, in a home of its own (data/seed); demo-next-day, airflow-ui, report and status take it too
+SCALE ?= demo
+SEED_HOME = $(if $(filter seed,$(SCALE)),--home data/seed,)
 demo: setup
-	$(PY) -m pipelines.retail.demo
+	$(PY) -m pipelines.retail.demo --scale $(SCALE)
 
 # 2 workers: half the suite waits on Airflow's scheduler or subprocesses, so 2 cores overlap
 # well; whole-Airflow tests take turns (a lock, tests/conftest.py whole_airflow) and the other
@@ -59,18 +63,18 @@ lint: setup
 
 # one more simulated day after the demo's last, run through Airflow (repeatable: a day each time)
 demo-next-day: setup
-	$(PY) -m pipelines.retail.demo --next-day
+	$(PY) -m pipelines.retail.demo --next-day $(SEED_HOME)
 
 # the supplier API and airflow standalone on the demo's home, bound to loopback; Ctrl-C stops both
 airflow-ui: setup
-	$(PY) -m pipelines.retail.demo --ui
+	$(PY) -m pipelines.retail.demo --ui $(SEED_HOME)
 
 # the HTML health dashboard and the terminal status of the demo lake
 report: setup
-	$(PY) -m lakehouse.cli report
+	$(if $(SEED_HOME),LAKEHOUSE_HOME=data/seed) $(PY) -m lakehouse.cli report
 
 status: setup
-	$(PY) -m lakehouse.cli status
+	$(if $(SEED_HOME),LAKEHOUSE_HOME=data/seed) $(PY) -m lakehouse.cli status
 
 # Terraform per environment (terraform/envs/$(ENV)): local runs here with the bundled binary;
 # aws, gcp and azure need their registry providers and cloud credentials.

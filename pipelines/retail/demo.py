@@ -45,30 +45,62 @@ def world_file(home: Path) -> Path:
     return home / "data" / "sources" / "simulated_until.txt"
 
 
+# ``--scale``: the simulated retailer's size (SimulationParams); seed is the reference story's
+SCALES: dict[str, dict[str, int]] = {"demo": {}, "seed": {"n_skus": 10_247, "n_warehouses": 12, "n_customers": 5_000}}
+
+
+def load_days(start: date, history_days: int, step_days: int) -> list[date]:
+    """The runs that load ``history_days`` before ``start`` (the lake's first day, then every
+    ``step_days``, then ``start`` itself): each run takes the batch since the run before."""
+    first = start - timedelta(days=history_days)
+    return [first + timedelta(days=i) for i in range(0, history_days, step_days)] + [start]
+
+
+def world_params(home: Path) -> dict:
+    """The simulated world's scale and first day of history, as ``make demo`` made it (so that
+    ``--next-day`` extends the same world: any other parameters would rewrite its past)."""
+    import json
+
+    kept = home / "data" / "sources" / "simulated_world.json"
+    if not kept.exists():  # a demo-scale world made before the file was kept
+        return {}
+    world = json.loads(kept.read_text())
+    return {**SCALES[world["scale"]], "history_start": date.fromisoformat(world["history_start"])}
+
+
+def keep_world_params(home: Path, scale: str, history_start: date) -> None:
+    import json
+
+    kept = home / "data" / "sources" / "simulated_world.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps({"scale": scale, "history_start": history_start.isoformat()}))
+
+
 def run_days(home: Path, days: list[date], params: SimulationParams, env: dict[str, str], *,
-             initial_load: bool = True) -> None:
+             train_after: date | None = None) -> None:
     """Each day through Airflow's scheduler, as production runs it: the sources advance to the
     day (from the day before: the simulated past never changes), then ``airflow backfill
     create`` runs it (so the UI shows real durations, every task's log and the runs in
-    business-date order). The initial load's backfill announces new history, which triggers
-    ``retail_train`` once; it is paused again afterwards, so the daily runs that follow score
-    with that champion and trigger no more training."""
+    business-date order). ``retail_train`` is unpaused for the run of ``train_after`` (the
+    day the history is loaded), whose backfill announces new history and so triggers it once;
+    it is paused again afterwards, so the daily runs that follow score with that champion and
+    trigger no more training (a paused DAG queues no asset event: the runs before do not)."""
     cfg = load_domain(CONFIG_DIR)
     with LocalAirflow(env, Path(env["AIRFLOW_HOME"]) / "demo_standalone.log") as af:
         af.unpause("retail_daily")
-        if initial_load:
-            af.unpause("retail_train")
         for day in days:
             t0 = time.perf_counter()
             materialise(params, day, erp_url=cfg.source("erp").url,
                         landing=Path(cfg.source("inventory_drop").landing_dir), api_file=api_file(home))
             world_file(home).write_text(day.isoformat())
             trained = {r["dag_run_id"] for r in af.dag_runs("retail_train")}
+            if day == train_after:
+                af.unpause("retail_train")
             af.backfill("retail_daily", day.isoformat(), day.isoformat(), "--reprocess-behavior", "completed")
             af.wait_runs("retail_daily", [day.isoformat()], 3600)
             print(f"  {day}  retail_daily succeeded through Airflow's scheduler ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
-            if initial_load and day == days[0]:
+            if day == train_after:
                 t0 = time.perf_counter()
                 run = af.wait_new_run("retail_train", trained, 3600, run_type="asset_triggered")
                 af.set_paused("retail_train", True)
@@ -160,7 +192,7 @@ def next_day(home: Path, api_port: int) -> None:
     api = start_api(home, api_port)
     try:
         print(f"Advancing the simulated sources to {day} and running retail_daily for it", flush=True)
-        run_days(home, [day], SimulationParams(end=day), env, initial_load=False)
+        run_days(home, [day], SimulationParams(**world_params(home), end=day), env)
     finally:
         api.terminate()
     print(f"simulated sources through {day}; {time.perf_counter() - t0:.0f} s. `make airflow-ui` shows the run.")
@@ -169,7 +201,8 @@ def next_day(home: Path, api_port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=3, help="daily runs after the initial load")
-    parser.add_argument("--home", type=Path, default=PROJECT)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="where the sources, the lake and Airflow live (default: the project; data/seed at seed scale)")
     parser.add_argument("--api-port", type=int, default=8765)
     parser.add_argument("--sources-only", type=date.fromisoformat, metavar="DATE", default=None,
                         help="only make the sources look as they do at the end of DATE (containers' init)")
@@ -178,7 +211,15 @@ def main() -> None:
                              "Airflow (make demo-next-day)")
     parser.add_argument("--ui", action="store_true",
                         help="start the supplier API and Airflow (make airflow-ui) on the demo's home, until Ctrl-C")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="demo",
+                        help="seed: 10,247 SKUs x 12 warehouses with --history-days of history, loaded through "
+                             "Airflow a run every --load-step-days from the first day (make demo SCALE=seed)")
+    parser.add_argument("--history-days", type=int, default=730, help="seed scale: days of history before the "
+                        "start date (the demo scale keeps its own, from 2024-09-01)")
+    parser.add_argument("--load-step-days", type=int, default=30, help="seed scale: days a load run takes")
     args = parser.parse_args()
+    if args.home is None:  # the seed world has a home of its own: the demo's stays as it is
+        args.home = PROJECT / "data" / "seed" if args.scale == "seed" else PROJECT
     # the sources, the lake and Airflow all live under --home: the config reads it too
     os.environ["LAKEHOUSE_HOME"] = str(args.home)
     cfg = load_domain(CONFIG_DIR)
@@ -193,19 +234,33 @@ def main() -> None:
                           erp_url=cfg.source("erp").url, api_file=api_file(args.home),
                           landing=Path(cfg.source("inventory_drop").landing_dir)))
         return
-    days = [cfg.start_date + timedelta(days=i) for i in range(args.days + 1)]
-    params = SimulationParams(end=days[-1])
+    start = cfg.start_date
+    daily = [start + timedelta(days=i) for i in range(1, args.days + 1)]
+    overrides: dict[str, str] = {}
+    if args.scale == "seed":
+        # the README's way for long histories: the lake starts on the first day of history and
+        # loads it a run every --load-step-days (each takes the batch since the run before)
+        load = load_days(start, args.history_days, args.load_step_days)
+        first = load[0]
+        overrides["RETAIL_START_DATE"] = first.isoformat()
+    else:
+        first, load = SimulationParams().history_start, [start]
+    days = load + daily
+    keep_world_params(args.home, args.scale, first)
+    params = SimulationParams(**world_params(args.home), end=days[-1])
     # the simulated world ends on the demo's last day: the scheduler creates no run after it
     # (an unpaused DAG would otherwise get a run for yesterday by the wall clock)
     env = airflow_env(args.home, RETAIL_API_URL=f"http://127.0.0.1:{args.api_port}",
-                      RETAIL_END_DATE=days[-1].isoformat())
+                      RETAIL_END_DATE=days[-1].isoformat(), **overrides)
     t0 = time.perf_counter()
     print(f"Airflow metadata DB: {env['AIRFLOW_HOME']} (SQLite); scheduler log: "
           f"{env['AIRFLOW_HOME']}/demo_standalone.log", flush=True)
     api = start_api(args.home, args.api_port)
     try:
-        print(f"Running retail_daily for {days[0]} (initial load) .. {days[-1]}", flush=True)
-        run_days(args.home, days, params, env)
+        print(f"Running retail_daily for {days[0]} (initial load) .. {days[-1]}"
+              + (f" at {args.scale} scale, loading {start}'s history a run every {args.load_step_days} days"
+                 if len(load) > 1 else ""), flush=True)
+        run_days(args.home, days, params, env, train_after=start)
     finally:
         api.terminate()
     print(summary(args.home))
