@@ -10,16 +10,26 @@ every later step would report the largest earlier one. Elsewhere (not Linux) bot
 from __future__ import annotations
 
 STATUS, CLEAR_REFS = "/proc/self/status", "/proc/self/clear_refs"
+_before_resets = 0.0  # the largest peak a reset has cleared (``process_peak_mb``)
 
 
 def reset_peak() -> bool:
     """Make the current RSS the process's peak; False where the kernel does not offer it."""
+    global _before_resets
+    _before_resets = max(_before_resets, peak_rss_mb() or 0.0)
     try:
         with open(CLEAR_REFS, "w") as fh:
             fh.write("5")
         return True
     except OSError:
         return False
+
+
+def process_peak_mb() -> float | None:
+    """The process's peak RSS since it started, resets included (the kernel's own mark, and
+    ``getrusage``'s, restart at each ``reset_peak``)."""
+    now = peak_rss_mb()
+    return None if now is None else max(now, _before_resets)
 
 
 def peak_rss_mb() -> float | None:

@@ -140,3 +140,4 @@ def test_each_task_reports_its_own_peak_memory_not_an_earlier_tasks():
     peak_big, peak_small = outcomes["big"].peak_rss_mb, outcomes["small"].peak_rss_mb
     assert peak_big >= peak_small + 0.9 * size_mb, (peak_big, peak_small)
     assert peak_small < before + 0.5 * size_mb  # reset: the big task's peak is not carried over
+    assert memory.process_peak_mb() >= peak_big  # ... but the process's own is kept
