@@ -265,8 +265,9 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
 # Rows computed together: a fact's builder sorts and as-of-joins what it computes, so a year of
 # retail order lines computed at once held 3.9 GB (13 M lines at 2,000 x 12), and two years at
 # seed scale are ten times that. In a full build, rows of the largest input; in an incremental
-# one, rows of the table
-FULL_BUILD_ROWS = 4_000_000
+# one, rows of the table. At 4 M, a seed-scale month-run's build_gold still peaked at 4.6-4.9 GB
+# (ADR 0033)
+FULL_BUILD_ROWS = 2_000_000
 
 
 def touched_in_chunks(cfg: DomainConfig, table: GoldTable, partitions: list) -> list[list]:
