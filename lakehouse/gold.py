@@ -20,6 +20,7 @@ import inspect
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
+from time import perf_counter
 
 import holidays as holidays_lib
 import polars as pl
@@ -528,8 +529,16 @@ def build_all(cfg: DomainConfig, run_date: date, *, full: bool = False) -> dict[
     Gold is a function of silver alone, so concurrent runs only need to take turns: the
     last build starts after every silver table it could see was published.
     """
+    from lakehouse import memory
+
+    built: dict[str, int] = {}
     with storage.locked(cfg.lake, "gold"):
-        return {t.name: build_table(cfg, t, run_date, full=full) for t in cfg.gold}
+        for table in cfg.gold:
+            with memory.measured() as peak:  # which table a large run's memory goes to
+                start = perf_counter()
+                built[table.name] = build_table(cfg, table, run_date, full=full)
+                log.info("gold.%s built in %.1f s, peak RSS %s MB", table.name, perf_counter() - start, peak())
+    return built
 
 
 # -- helpers for builders and ``touched`` functions ---------------------------------------------

@@ -223,17 +223,16 @@ def run_local(steps: list[Step], ctx: RunContext, *, only: Iterable[str] | None 
 
 def _run_one(step: Step, ctx: RunContext, item: str | None) -> Outcome:
     task_id = step.task_id(item)
-    # each task's own peak, as its own process under Airflow would have: the high-water mark
-    # reset to what earlier tasks left resident (so that is counted in, as it is held)
-    memory.reset_peak()
-    start = time.perf_counter()
-    try:
-        result = step.call(ctx, item)
-    except tasks.Skipped as exc:
-        log.info("%s skipped: %s", task_id, exc)
-        return Outcome(task_id, "skipped", time.perf_counter() - start, str(exc),
-                       peak_rss_mb=memory.peak_rss_mb())
-    except Exception as exc:  # reported with every other failure at the end of the run
-        log.exception("%s failed", task_id)
-        return Outcome(task_id, "failed", time.perf_counter() - start, error=exc, peak_rss_mb=memory.peak_rss_mb())
-    return Outcome(task_id, "success", time.perf_counter() - start, result, peak_rss_mb=memory.peak_rss_mb())
+    # each task's own peak, as its own process under Airflow would have (what earlier tasks
+    # left resident is counted in, as it is held meanwhile)
+    with memory.measured() as peak:
+        start = time.perf_counter()
+        try:
+            result = step.call(ctx, item)
+        except tasks.Skipped as exc:
+            log.info("%s skipped: %s", task_id, exc)
+            return Outcome(task_id, "skipped", time.perf_counter() - start, str(exc), peak_rss_mb=peak())
+        except Exception as exc:  # reported with every other failure at the end of the run
+            log.exception("%s failed", task_id)
+            return Outcome(task_id, "failed", time.perf_counter() - start, error=exc, peak_rss_mb=peak())
+        return Outcome(task_id, "success", time.perf_counter() - start, result, peak_rss_mb=peak())

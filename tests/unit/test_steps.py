@@ -141,3 +141,18 @@ def test_each_task_reports_its_own_peak_memory_not_an_earlier_tasks():
     assert peak_big >= peak_small + 0.9 * size_mb, (peak_big, peak_small)
     assert peak_small < before + 0.5 * size_mb  # reset: the big task's peak is not carried over
     assert memory.process_peak_mb() >= peak_big  # ... but the process's own is kept
+
+
+def test_a_measurement_inside_a_task_leaves_the_tasks_peak_whole():
+    """gold measures each table inside the build_gold task: the task's peak still covers them."""
+    from lakehouse import memory
+
+    size_mb = 300
+    with memory.measured() as task:
+        with memory.measured() as first:
+            block = b"\x01" * (size_mb * 2**20)
+            del block
+        with memory.measured() as second:
+            pass
+    assert first() >= second() + 0.9 * size_mb, (first(), second())
+    assert task() >= first()  # the inner reset did not lose the outer block's peak
