@@ -446,12 +446,15 @@ def touched_partitions(cfg: DomainConfig, table: GoldTable, run_date: date,
         where = _location(cfg, name)
         return where if where is not None and delta.is_table(where) else None
 
-    kwargs = _touched_arguments(
-        touched, run_date,
-        changed=lambda name: None if (w := located(name)) is None else delta.changes_since(
-            w, state["versions"].get(name)),
-        current=lambda name: None if located(name) is None else _input(cfg, name))
-    return None if kwargs is None else _placed(cfg, table, touched(**kwargs))
+    try:
+        kwargs = _touched_arguments(
+            touched, run_date,
+            changed=lambda name: None if (w := located(name)) is None else delta.changes_since(
+                w, state["versions"].get(name)),
+            current=lambda name: None if located(name) is None else _input(cfg, name))
+        return None if kwargs is None else _placed(cfg, table, touched(**kwargs))
+    finally:
+        delta.release_change_feeds()  # the feeds' spilled files: computed into the partitions
 
 
 def _touched_arguments(touched: Callable[..., pl.LazyFrame], run_date: date, *,
@@ -488,16 +491,19 @@ def _touched_by_sql(cfg: DomainConfig, table: GoldTable) -> list | None:
     if state is None:
         return None
     frames: dict[str, pl.LazyFrame] = {}
-    for name in inputs:
-        where = _location(cfg, name)
-        if where is None or not delta.is_table(where):
-            return None
-        changed = delta.changes_since(where, state.get("versions", {}).get(name))
-        if changed is None:
-            return None
-        frames[f"changed_{name}"] = changed.drop(delta.CHANGE)
-        frames[name] = _input(cfg, name)
-    return _placed(cfg, table, pl.SQLContext(frames).execute(table.touched_sql or ""))
+    try:
+        for name in inputs:
+            where = _location(cfg, name)
+            if where is None or not delta.is_table(where):
+                return None
+            changed = delta.changes_since(where, state.get("versions", {}).get(name))
+            if changed is None:
+                return None
+            frames[f"changed_{name}"] = changed.drop(delta.CHANGE)
+            frames[name] = _input(cfg, name)
+        return _placed(cfg, table, pl.SQLContext(frames).execute(table.touched_sql or ""))
+    finally:
+        delta.release_change_feeds()
 
 
 def _consumed_state(cfg: DomainConfig, table: GoldTable) -> dict | None:

@@ -359,6 +359,13 @@ def train(cfg: DomainConfig, con: duckdb.DuckDBPyConnection, run_date: date) -> 
                                         sort_keys=True).encode()).hexdigest()[:12]
     windows = ml.rolling_origins(run_date, folds=mlc.cv_folds, horizon_days=mlc.holdout_days)
     first_day = feats["date"].min()
+    if first_day is None or first_day > windows[-1][0]:
+        # said plainly: otherwise a model library fails on an empty array ("0 sample(s)")
+        raise ValueError(
+            f"not enough history to train for {run_date}: the first day with features is "
+            f"{first_day or 'none'} (lag_28 and mean_28 need 5 weeks of sales before it), and the "
+            f"{mlc.holdout_days}-day holdout starts after {windows[-1][0]}, so nothing is left to train on. "
+            f"Load sales from {windows[-1][0] - timedelta(days=35 + 28)} or earlier (a month to train on at least)")
     windows = [w for w in windows[:-1] if first_day is not None and w[0] > first_day] + windows[-1:]
     metrics_frames, cv = [], {m: [] for m in MODELS}
     for i, (origin, end) in enumerate(windows, start=1):

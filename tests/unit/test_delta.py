@@ -129,7 +129,11 @@ def _net(where, version) -> list[tuple]:
     return sorted(delta.changes_since(where, version).collect().rows())
 
 
-def test_changes_since_gives_the_net_change_of_every_kind_of_commit(tmp_path):
+@pytest.mark.parametrize("spill_rows", [delta.FEED_SPILL_ROWS, 1])
+def test_changes_since_gives_the_net_change_of_every_kind_of_commit(tmp_path, monkeypatch, spill_rows):
+    """The feed is spilled to files (a row in each with ``spill_rows`` 1) and netted by the rows'
+    hashes: a row added in one commit and removed in another cancels across the files."""
+    monkeypatch.setattr(delta, "FEED_SPILL_ROWS", spill_rows)
     where = storage.table_dir(tmp_path / "lake", "gold", "sales")
     assert delta.changes_since(where, 0) is None  # no table yet
     delta.replace_changed_partitions(_sales([(D1, "a", 1), (D1, "b", 2)]).lazy(), where, "day")
@@ -147,6 +151,10 @@ def test_changes_since_gives_the_net_change_of_every_kind_of_commit(tmp_path):
     assert _net(where, v0) == [(D1, "b", 2, -1), (D1, "b", 5, 1)]
     # a change seen through fewer columns: a new units value of a kept (day, sku) is no change of it
     assert delta.net(delta.changes_since(where, v0), ["day", "sku"]).collect().is_empty()
+    spilled = list(delta._spilled)
+    assert spilled and all(p.exists() for p in spilled)
+    delta.release_change_feeds()  # the spilled files go once the frames are computed
+    assert not any(p.exists() for p in spilled)
 
 
 def test_changes_since_refuses_when_the_feed_cannot_be_trusted(tmp_path):
