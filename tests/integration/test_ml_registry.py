@@ -66,3 +66,20 @@ def test_champion_serves_and_every_version_is_measured(tiny):
     registry.promote(cfg.lake, MODEL_NAME, other, reason="test", on=days[-1])
     assert registry.champion(cfg.lake, MODEL_NAME) == other
     assert registry.rollback(cfg.lake, MODEL_NAME, on=days[-1]) == champion
+
+
+def test_too_short_a_history_is_said_plainly_and_registers_nothing(tiny):
+    """Seven weeks of sales leave nothing to train on before the 4-week holdout: the error says
+    so and from when to load, instead of a model library's "0 sample(s)"."""
+    import dataclasses
+
+    import pytest
+
+    from tests.conftest import TINY
+
+    short = dataclasses.replace(TINY, history_start=START - timedelta(days=50), change_horizon_days=50)
+    tiny.advance(START, short)
+    run_day_direct(tiny.cfg, START)
+    with pytest.raises(ValueError, match=r"not enough history to train for .* Load sales from \d{4}-\d{2}-\d{2}"):
+        tasks.train(tiny.cfg, START)
+    assert storage.scan(tiny.cfg.lake, "gold", "ml_models", missing_ok=True) is None
