@@ -215,7 +215,8 @@ def main() -> None:
                         help="seed: 10,247 SKUs x 12 warehouses with --history-days of history, loaded through "
                              "Airflow a run every --load-step-days from the first day (make demo SCALE=seed)")
     parser.add_argument("--history-days", type=int, default=730, help="seed scale: days of history before the "
-                        "start date (the demo scale keeps its own, from 2024-09-01)")
+                        "start date (the demo scale keeps its own, from 2024-09-01); training needs about 100 "
+                        "(5 weeks for the features, a month to train on, the 4-week holdout)")
     parser.add_argument("--load-step-days", type=int, default=30, help="seed scale: days a load run takes")
     args = parser.parse_args()
     if args.home is None:  # the seed world has a home of its own: the demo's stays as it is
