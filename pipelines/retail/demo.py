@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -128,7 +127,11 @@ def summary(home: Path) -> str:
     champion = q("SELECT model_version FROM gold.ml_model_events ORDER BY sequence DESC LIMIT 1").fetchone()[0]
     late = q("""SELECT count(*) FILTER (WHERE is_deleted), count(*) FILTER (WHERE is_inferred)
                 FROM gold.dim_customer""").fetchone()
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    from lakehouse import runlog
+
+    # each Airflow task's own process records its peak in the run history (lakehouse.memory)
+    tries = runlog.read(cfg.lake).drop_nulls("peak_rss_mb").sort("peak_rss_mb", descending=True)
+    largest = tries.row(0, named=True) if tries.height else None
     lines = ["", "=== lakehouse demo: summary ===",
              "views per schema: " + ", ".join(f"{s}={n}" for s, n in layers)]
     lines += [f"  {t:<32} {n:>10,} rows" for t, n in rows.items()]
@@ -138,7 +141,11 @@ def summary(home: Path) -> str:
               f"({model[3]:.0%} better), scikit-learn HistGBM {model[4]:.3f}; serving champion: {champion}",
               f"  rolling-origin CV over {model[7]:.0f} folds: WAPE {model[5]:.3f} vs seasonal-naive {model[6]:.3f}",
               "stockout risk (gold.rpt_stockout_risk): " + ", ".join(f"{r}={n}" for r, n in risk),
-              f"peak memory of one pipeline process: {peak:,.0f} MiB",
+              ("largest peak memory of a task: " + (
+                  f"{largest['peak_rss_mb']:,.0f} MB, {largest['task_id']} of {largest['dag_id']}"
+                  + (f" for {largest['business_date']}" if largest["business_date"] else "")
+                  + " (each task's own process, from the run history)"
+                  if largest else "not recorded")),
               f"DuckDB catalog: {cfg.catalog_path}",
               "  .venv/bin/lakehouse sql \"SELECT category, sum(revenue) FROM "
               "gold.agg_sales_category_warehouse_daily GROUP BY 1 ORDER BY 2 DESC\"",

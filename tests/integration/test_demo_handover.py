@@ -43,6 +43,7 @@ def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_co
     out = subprocess.run([*demo, "--days", "1"], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert f"{DAY}  retail_daily succeeded through Airflow's scheduler" in out.stdout
+    _largest_task_peak_is_the_run_historys(out.stdout, tmp_path, monkeypatch)
 
     ui = subprocess.Popen([*demo, "--ui"], env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)
@@ -110,6 +111,25 @@ def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_co
     # corrections arrive at most 3 days after the order: every earlier day's revenue is final
     assert gold_revenue_by_day(tmp_path, monkeypatch, before=NEXT_DAY - timedelta(days=3)) == settled
     assert len(settled) > 700
+
+
+def _largest_task_peak_is_the_run_historys(printed: str, home, monkeypatch) -> None:
+    """The summary's largest task memory, against the run history's records read as plain JSON:
+    every Airflow task's process recorded its peak."""
+    import json
+    from pathlib import Path
+
+    from lakehouse import runlog
+    from lakehouse.config import load_domain
+
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    records = [json.loads(f.read_text()) for f in Path(runlog.runs_dir(load_domain(PROJECT / "configs" / "retail")
+                                                                         .lake)).rglob("*.json")]
+    assert records and all((r.get("peak_rss_mb") or 0) > 100 for r in records), records[:3]
+    top = max(records, key=lambda r: r["peak_rss_mb"])
+    line = next(ln for ln in printed.splitlines() if ln.startswith("largest peak memory of a task: "))
+    assert line.startswith(f"largest peak memory of a task: {top['peak_rss_mb']:,.0f} MB, {top['task_id']} of "
+                           f"{top['dag_id']}"), (line, top)
 
 
 def gold_revenue_by_day(home, monkeypatch, before: date) -> dict[date, float]:
