@@ -201,7 +201,7 @@ def define(cfg: DomainConfig, table: GoldTable, run_date: date) -> pl.LazyFrame 
 
 
 def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bool = False) -> int:
-    """Build and publish one gold table in one commit; returns its row count.
+    """Build and publish one gold table (one commit, or one per chunk below); returns its row count.
 
     A table with ``partition_by`` commits only the partitions whose content changed: late
     data touching old dates rewrites those dates and nothing else, and a rerun rewrites
@@ -266,8 +266,8 @@ def build_table(cfg: DomainConfig, table: GoldTable, run_date: date, *, full: bo
 # Rows computed together: a fact's builder sorts and as-of-joins what it computes, so a year of
 # retail order lines computed at once held 3.9 GB (13 M lines at 2,000 x 12), and two years at
 # seed scale are ten times that. In a full build, rows of the largest input; in an incremental
-# one, rows of the table. At 4 M, a seed-scale month-run's build_gold still peaked at 4.6-4.9 GB
-# (ADR 0033)
+# one, rows of the table. 4 M until ADR 0033; at 2 M a seed-scale month's fact chunks computed in
+# 1.6 GB (the 4.4-5.2 GB build_gold peaks of month-runs were the change feeds' reads, not chunks)
 FULL_BUILD_ROWS = 2_000_000
 
 
@@ -276,10 +276,10 @@ def touched_in_chunks(cfg: DomainConfig, table: GoldTable, partitions: list) -> 
     the table, each computed and committed on its own; one chunk when they hold fewer.
 
     A daily run touches a few dates and is one chunk. A batch of a month or more (a long history
-    loaded a month per run, a backfill's catch-up) touches as many dates, and computing them
-    together held 9.5 GB for two months of seed-scale order lines; delta-rs also buffers every
-    partition of one commit until it ends (ADR 0017). The rows a partition holds are the
-    table's average, from Delta's log (no data file read).
+    loaded a month per run, a backfill's catch-up) touches as many dates: computed at once, a
+    fact's sort and as-of joins hold them all, and delta-rs buffers every partition of one
+    commit until it ends (ADR 0017). The rows a partition holds are the table's average, from
+    Delta's log (no data file read).
     """
     from lakehouse import delta
 
