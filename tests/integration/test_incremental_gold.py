@@ -9,6 +9,7 @@ incremental path, so a ``touched`` function that misses a partition fails here.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import polars as pl
@@ -127,11 +128,12 @@ def test_a_large_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole
                                                              run_id="test"))
     gold.build_all(tiny.cfg, days[-1])
     assert storage.row_count(tiny.cfg.lake, "gold", "fct_forecast_accuracy") > 0
-    monkeypatch.setattr(gold, "FULL_BUILD_ROWS", 50)
     chunked: dict[str, int] = {}
     real = gold.every_partition_in_chunks
 
     def counting(cfg, table, run_date):
+        # several partitions a chunk, as at scale (a partition each, as 50 rows gave, took 7 s)
+        monkeypatch.setattr(gold, "FULL_BUILD_ROWS", 50 if table.name == "fct_inventory_daily" else 1_000)
         chunks = real(cfg, table, run_date)
         chunked[table.name] = len(chunks or [])
         return chunks
@@ -141,6 +143,7 @@ def test_a_large_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole
     assert chunked["fct_order_lines"] > 3 and chunked["fct_inventory_daily"] > 3, chunked
     assert chunked["agg_sales_category_warehouse_daily"] > 3 and chunked["fct_forecast_accuracy"] > 1, chunked
     _assert_equals_full(tiny.cfg, days[-1])
+    monkeypatch.setattr(gold, "every_partition_in_chunks", real)
 
     # an incremental build touching many dates (every line corrected late) is computed and
     # committed a chunk of them at a time: each chunk a commit, together the whole build
@@ -152,10 +155,14 @@ def test_a_large_build_computed_a_chunk_of_partitions_at_a_time_equals_the_whole
         conn.execute(sa.text("UPDATE order_lines SET quantity = quantity + 1, updated_at = :at"),
                      {"at": f"{day} 06:00:00"})
     facts = storage.table_dir(tiny.cfg.lake, "gold", "fct_order_lines")
-    before, dates = delta.version(facts), len(storage.partitions(tiny.cfg.lake, "gold", "fct_order_lines"))
+    before = delta.version(facts)
+    monkeypatch.setattr(gold, "FULL_BUILD_ROWS", 1_000)  # about 11 of the facts' dates a chunk
     with LogLines("lakehouse.gold") as said:
         run_day_direct(tiny.cfg, day)
     chunks = [m for m in said if m.startswith("gold.fct_order_lines partitions (")]
-    assert dates > 3 and len(chunks) > dates / 2 and all("touched" in m for m in chunks), chunks
+    dates = len(storage.partitions(tiny.cfg.lake, "gold", "fct_order_lines"))
+    assert dates > 100 and 3 < len(chunks) < dates / 5, chunks
+    # every date touched once, across the chunks (the day's own date included)
+    assert sum(int(re.search(r"\((\d+) touched\)", m)[1]) for m in chunks) == dates, chunks
     assert delta.version(facts) - before == len(chunks)  # a commit each, none empty
     _assert_equals_full(tiny.cfg, day)
