@@ -30,9 +30,11 @@ browser:
 	done
 
 # SCALE=seed: 10,247 SKUs x 12 warehouses, two years of history loaded through Airflow a month per
-# run, in a home of its own (data/seed); demo-next-day, airflow-ui, report and status take it too
+# run; SCALE=small: 24 x 2, a quick look. Each in a home of its own (data/seed, data/small);
+# demo-next-day, airflow-ui, report and status take it too
 SCALE ?= demo
-SEED_HOME = $(if $(filter seed,$(SCALE)),--home data/seed,)
+SCALE_DIR = $(if $(filter-out demo,$(SCALE)),data/$(SCALE),)
+SCALE_HOME = $(if $(SCALE_DIR),--home $(SCALE_DIR),)
 demo: setup
 	$(PY) -m pipelines.retail.demo --scale $(SCALE)
 
@@ -63,18 +65,18 @@ lint: setup
 
 # one more simulated day after the demo's last, run through Airflow (repeatable: a day each time)
 demo-next-day: setup
-	$(PY) -m pipelines.retail.demo --next-day $(SEED_HOME)
+	$(PY) -m pipelines.retail.demo --next-day $(SCALE_HOME)
 
 # the supplier API and airflow standalone on the demo's home, bound to loopback; Ctrl-C stops both
 airflow-ui: setup
-	$(PY) -m pipelines.retail.demo --ui $(SEED_HOME)
+	$(PY) -m pipelines.retail.demo --ui $(SCALE_HOME)
 
 # the HTML health dashboard and the terminal status of the demo lake
 report: setup
-	$(if $(SEED_HOME),LAKEHOUSE_HOME=data/seed) $(PY) -m lakehouse.cli report
+	$(if $(SCALE_DIR),LAKEHOUSE_HOME=$(SCALE_DIR)) $(PY) -m lakehouse.cli report
 
 status: setup
-	$(if $(SEED_HOME),LAKEHOUSE_HOME=data/seed) $(PY) -m lakehouse.cli status
+	$(if $(SCALE_DIR),LAKEHOUSE_HOME=$(SCALE_DIR)) $(PY) -m lakehouse.cli status
 
 # Terraform per environment (terraform/envs/$(ENV)): local runs here with the bundled binary;
 # aws, gcp and azure need their registry providers and cloud credentials.

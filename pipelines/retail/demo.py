@@ -44,8 +44,17 @@ def world_file(home: Path) -> Path:
     return home / "data" / "sources" / "simulated_until.txt"
 
 
-# ``--scale``: the simulated retailer's size (SimulationParams); seed is the reference story's
-SCALES: dict[str, dict[str, int]] = {"demo": {}, "seed": {"n_skus": 10_247, "n_warehouses": 12, "n_customers": 5_000}}
+# ``--scale``: the simulated retailer's size (SimulationParams); seed is the reference story's,
+# small a quick look (a tenth of the demo's order lines, the same 26 months: training takes a
+# third of the time). Every scale but the demo's lives in a home of its own (``home_of``)
+SCALES: dict[str, dict[str, int]] = {"demo": {}, "small": {"n_skus": 24, "n_warehouses": 2, "n_customers": 80},
+                                     "seed": {"n_skus": 10_247, "n_warehouses": 12, "n_customers": 5_000}}
+
+
+def home_of(scale: str) -> Path:
+    """Where a scale's sources, lake and Airflow live by default: the project for the demo's,
+    ``data/<scale>`` for the others (two worlds in one home would rewrite each other's past)."""
+    return PROJECT if scale == "demo" else PROJECT / "data" / scale
 
 
 def load_days(start: date, history_days: int, step_days: int) -> list[date]:
@@ -68,9 +77,14 @@ def world_params(home: Path) -> dict:
 
 
 def keep_world_params(home: Path, scale: str, history_start: date) -> None:
+    """Keep the world's scale and first day; a home already holding a world of another scale
+    is refused (its sources would be overwritten by a different retailer's)."""
     import json
 
     kept = home / "data" / "sources" / "simulated_world.json"
+    if kept.exists() and (made := json.loads(kept.read_text())["scale"]) != scale:
+        raise SystemExit(f"{home} holds the {made}-scale world (--scale {made}); a {scale}-scale demo needs a "
+                         f"home of its own: leave out --home (it defaults to {home_of(scale)}) or pick another")
     kept.parent.mkdir(parents=True, exist_ok=True)
     kept.write_text(json.dumps({"scale": scale, "history_start": history_start.isoformat()}))
 
@@ -209,7 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=3, help="daily runs after the initial load")
     parser.add_argument("--home", type=Path, default=None,
-                        help="where the sources, the lake and Airflow live (default: the project; data/seed at seed scale)")
+                        help="where the sources, the lake and Airflow live (default: the project at demo scale, "
+                             "else data/<scale>)")
     parser.add_argument("--api-port", type=int, default=8765)
     parser.add_argument("--sources-only", type=date.fromisoformat, metavar="DATE", default=None,
                         help="only make the sources look as they do at the end of DATE (containers' init)")
@@ -219,15 +234,16 @@ def main() -> None:
     parser.add_argument("--ui", action="store_true",
                         help="start the supplier API and Airflow (make airflow-ui) on the demo's home, until Ctrl-C")
     parser.add_argument("--scale", choices=sorted(SCALES), default="demo",
-                        help="seed: 10,247 SKUs x 12 warehouses with --history-days of history, loaded through "
+                        help="demo: 120 SKUs x 4 warehouses; small: 24 x 2, a quick look (make demo SCALE=small); "
+                             "seed: 10,247 SKUs x 12 warehouses with --history-days of history, loaded through "
                              "Airflow a run every --load-step-days from the first day (make demo SCALE=seed)")
     parser.add_argument("--history-days", type=int, default=730, help="seed scale: days of history before the "
                         "start date (the demo scale keeps its own, from 2024-09-01); training needs about 100 "
                         "(5 weeks for the features, a month to train on, the 4-week holdout)")
     parser.add_argument("--load-step-days", type=int, default=30, help="seed scale: days a load run takes")
     args = parser.parse_args()
-    if args.home is None:  # the seed world has a home of its own: the demo's stays as it is
-        args.home = PROJECT / "data" / "seed" if args.scale == "seed" else PROJECT
+    if args.home is None:  # the other scales' worlds have homes of their own: the demo's stays as it is
+        args.home = home_of(args.scale)
     # the sources, the lake and Airflow all live under --home: the config reads it too
     os.environ["LAKEHOUSE_HOME"] = str(args.home)
     cfg = load_domain(CONFIG_DIR)
