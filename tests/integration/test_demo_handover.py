@@ -41,7 +41,7 @@ def test_the_demo_hands_over_to_the_ui_with_logs_durations_and_working_readme_co
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
     demo = [sys.executable, "-m", "pipelines.retail.demo", "--home", str(tmp_path), "--api-port", str(api_port)]
     # the small world (24 SKUs x 2 warehouses, the same 26 months): the operator's path is the
-    # same at every scale, and the demo's 120 x 4 took 2.6x longer to load and train in CI
+    # same at every scale, and the demo's 120 x 4 took 2.3x as long to load and train (beside a bench)
     out = subprocess.run([*demo, "--days", "1", "--scale", "small"], env=env, cwd=PROJECT, capture_output=True,
                          text=True, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
