@@ -22,12 +22,12 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.storage import Location, is_remote
+from lakehouse.storage import Location, fencing, is_remote
 
 if TYPE_CHECKING:
     import polars as pl
@@ -47,7 +47,9 @@ TARGET_FILE_SIZE = "delta.targetFileSize"
 # rows copied in 5 days, growing by a day's lines every day). At 8 MB the merge rewrites
 # the few files around the lookback's keys, whatever the history
 FILE_BYTES = 8 << 20
-TABLE_PROPERTIES = {CHANGE_FEED: "true", CHECKPOINT_INTERVAL: "10", TARGET_FILE_SIZE: str(FILE_BYTES)}
+TXN_RETENTION = "delta.setTransactionRetentionDuration"  # see storage.fencing.TXN_RETENTION
+TABLE_PROPERTIES = {CHANGE_FEED: "true", CHECKPOINT_INTERVAL: "10", TARGET_FILE_SIZE: str(FILE_BYTES),
+                    TXN_RETENTION: fencing.TXN_RETENTION}
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 CHANGE = "_change"  # signed row count of a net change (``changes_since``)
 # a whole-table rewrite's change feed holds the table twice: past this size a consumer
@@ -199,13 +201,28 @@ def replace_partitions(frame: pl.DataFrame | pl.LazyFrame, where: Location,
     return _commit(frame.lazy(), where, partition_by=partition_by, predicate=where_sql)
 
 
+@contextlib.contextmanager
+def _attempt_commit(where: Location, table) -> Iterator[dict]:
+    """Around one commit on ``table`` (the snapshot it is based on; None: it creates the table):
+    a superseded task attempt commits nothing (ADR 0016). Yields the commit's keyword arguments
+    (the attempt's application transaction, ``fencing.delta_commit_properties``); a commit that
+    lost a race to a newer attempt of the same task instance raises ``StaleAttempt``."""
+    with fencing.fenced():
+        commit = fencing.delta_commit_properties(table)
+        try:
+            yield commit
+        except Exception as exc:
+            if commit and "concurrent transaction" in str(exc).lower():
+                fencing.refused_by_newer(_table(where))
+            raise
+
+
 def delete_where(where: Location, values: Mapping[str, object]) -> int:
     """Delete the rows whose ``values`` columns match (a partition), in one commit; returns the
     version. Their files stay readable by earlier versions until ``vacuum``. Fenced (ADR 0016)."""
-    from lakehouse.storage.fencing import fenced
-
-    with fenced():
-        _table(where).delete(predicate({k: typed(v) for k, v in values.items()}))
+    table = _table(where)
+    with _attempt_commit(where, table) as commit:
+        table.delete(predicate({k: typed(v) for k, v in values.items()}), **commit)
     return _table(where).version()
 
 
@@ -321,27 +338,27 @@ def replace_keys(rows: pl.DataFrame, where: Location, key: list[str], keys: pl.D
     """
     import polars as pl
 
-    from lakehouse.storage.fencing import fenced
-
     keys = _present(where, key, keys)
     if keys.height == 0:
         # no key is in the table yet: deleting nothing and inserting ``rows`` is an append, which
         # reads no target file. A merge whose new keys span the key range (a TPC-H day's new
         # orders do) prunes nothing and held all 6 M lineitem rows in memory: 3 GB for 2.5k rows
         if rows.height:
-            with fenced():
+            table = _table(where)
+            with _attempt_commit(where, table) as commit:
                 rows.select(scan(where).collect_schema().names()).write_delta(
-                    uri(where), mode="append", storage_options=storage_options(where))
+                    table, mode="append", delta_write_options=commit)
         return {"num_target_rows_deleted": 0, "num_target_rows_inserted": rows.height,
                 "num_target_files_scanned": 0,
                 "num_target_files_skipped_during_scan": len(_table(where).file_uris())}
     # only the keys the table holds are deleted: a narrower key range for the merge to prune by
     markers = keys.select(pl.col(k).alias(f"_mk_{k}") for k in key).unique()
     source = pl.concat([markers, rows], how="diagonal_relaxed")
-    with fenced():  # a superseded task attempt commits nothing (ADR 0016)
-        return (_table(where)
+    table = _table(where)
+    with _attempt_commit(where, table) as commit:
+        return (table
                 .merge(source.to_arrow(), predicate=" AND ".join(f"t.{k} = s._mk_{k}" for k in key),
-                       source_alias="s", target_alias="t", streamed_exec=False)
+                       source_alias="s", target_alias="t", streamed_exec=False, **commit)
                 .when_matched_delete()
                 .when_not_matched_insert(updates={c: f"s.{c}" for c in rows.columns},
                                          predicate=f"s._mk_{key[0]} IS NULL")
@@ -429,8 +446,6 @@ def _commit(lf: pl.LazyFrame, where: Location, *, partition_by: list[str], predi
 
 def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: list[str], predicate: str | None,
            target_file_size: int | None) -> None:
-    from lakehouse.storage.fencing import fenced
-
     options: dict[str, object] = {} if target_file_size is None else {"target_file_size": target_file_size}
     if creating:
         mode = "append"
@@ -457,10 +472,11 @@ def _write(lf: pl.LazyFrame, where: Location, *, creating: bool, partition_by: l
     # memory (13 M staged order lines: 4.2 GB peak against 2.1-2.4 GB, the same 8 s)
     # an existing local table is written through the one this thread keeps open, brought up to
     # date: given a path, delta-rs opens the table and replays its log first
-    target = uri(where) if creating or is_remote(where) else _table(where)
-    with fenced():  # a superseded task attempt commits nothing (ADR 0016)
-        write_deltalake(target, _ordered_batches(lf), mode=mode, storage_options=storage_options(where),
-                        **options)  # type: ignore[arg-type]
+    # (a claimed attempt writes through the table it checked its fence on: the same snapshot)
+    table = None if creating or (is_remote(where) and fencing.claimed() is None) else _table(where)
+    with _attempt_commit(where, table) as commit:
+        write_deltalake(uri(where) if table is None else table, _ordered_batches(lf), mode=mode,
+                        storage_options=storage_options(where), **options, **commit)  # type: ignore[arg-type]
 
 
 def _ordered_batches(lf: pl.LazyFrame):
@@ -728,10 +744,9 @@ def optimize(where: Location, target_size: int | None = None) -> dict:
     delta-rs bins neighbouring files (its ``preserveLocality`` planner), so files laid out by
     key stay key ranges; ``target_size`` (bytes) caps the new files (default: the table's
     ``delta.targetFileSize``, about 100 MB)."""
-    from lakehouse.storage.fencing import fenced
-
-    with fenced():
-        return _table(where).optimize.compact(target_size=target_size)
+    table = _table(where)
+    with _attempt_commit(where, table) as commit:
+        return table.optimize.compact(target_size=target_size, **commit)
 
 
 def small_files(where: Location, below_bytes: int, table=None) -> int:

@@ -1,4 +1,12 @@
 """Attempt fencing (ADR 0016): a superseded task attempt publishes nothing.
+
+Two layers. The claim document (``claim_attempt``, checked under a lock by ``fenced``) stops a
+superseded attempt before any publish, the newer attempt's or not yet. Delta commits also carry
+the attempt as an application transaction (``delta_commit_properties``: app id = the task
+instance, version = the attempt's rank), so at the table itself an attempt older than one that
+has committed there is refused, and two attempts committing at once conflict in Delta's
+conflict checker: this holds where the lock cannot, across hosts sharing an object-store lake
+without a shared ``LAKEHOUSE_LOCK_DIR``.
 """
 
 from __future__ import annotations
@@ -9,6 +17,9 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from lakehouse.storage import files
 from lakehouse.storage.locks import locked
@@ -19,8 +30,36 @@ class StaleAttempt(RuntimeError):
     """A newer attempt of the same task instance has started: this one must publish nothing."""
 
 
-# (lake, scope, token) of the attempt this process runs, set by ``claim_attempt``
-_fence: tuple[Location, str, str] | None = None
+# app ids of the application transactions this lake writes: ``lakehouse/<task instance>``
+APP_ID_PREFIX = "lakehouse/"
+# how long a table keeps an attempt's application transaction (``delta.setTransactionRetentionDuration``;
+# Delta drops older ones from its snapshots and checkpoints, so a table's log does not grow a
+# transaction per task and day for ever). Past it only the claim document fences a zombie
+TXN_RETENTION = "interval 30 days"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    lake: Location
+    scope: str
+    token: str
+    try_number: int
+    rank: int
+
+
+# the attempt this process runs, set by ``claim_attempt``
+_fence: _Claim | None = None
+
+
+def attempt_rank(try_number: int, generation: str) -> int:
+    """An attempt's place among the attempts of its task instance, as a Delta transaction
+    version: the DAG run's start (its generation: a cleared run starts again, later) in
+    milliseconds, then the try number. A generation that is not a timestamp counts as 0."""
+    started = 0
+    if generation:
+        with contextlib.suppress(ValueError):
+            started = int(datetime.fromisoformat(generation).timestamp() * 1000)
+    return started * 1000 + min(max(try_number, 0), 999)
 
 
 def _attempt_file(lake: Location, scope: str) -> Location:
@@ -52,7 +91,7 @@ def claim_attempt(lake: Location, scope: str, try_number: int, generation: str =
                                "not running a superseded attempt")
         files._write_json(path, {"scope": scope, "try_number": try_number, "generation": generation,
                            "token": token, "pid": os.getpid(), "claimed_at": time.time()})
-    _fence = (lake, scope, token)
+    _fence = _Claim(lake, scope, token, try_number, attempt_rank(try_number, generation))
     return token
 
 
@@ -68,7 +107,7 @@ def fenced() -> Iterator[None]:
     if _fence is None:
         yield
         return
-    lake, scope, token = _fence
+    lake, scope, token = _fence.lake, _fence.scope, _fence.token
     with locked(lake, _attempt_lock(scope)):
         current = files.read_json(_attempt_file(lake, scope), {})
         if current.get("token") != token:
@@ -76,3 +115,44 @@ def fenced() -> Iterator[None]:
                 f"{scope}: this attempt was superseded by try {current.get('try_number')} (pid "
                 f"{current.get('pid')}); nothing more is published by it (was it frozen or cut off?)")
         yield
+
+
+def delta_commit_properties(table: Any | None) -> dict[str, Any]:
+    """Keyword arguments for a Delta commit based on ``table`` (the snapshot the commit is made
+    on; None when it creates the table): none outside a claimed attempt, else
+    ``commit_properties`` carrying this attempt's application transaction.
+
+    Raises ``StaleAttempt`` when ``table`` already holds a commit of a newer attempt of the
+    same task instance. A newer attempt committing after this snapshot is caught by Delta's
+    conflict checker instead (both commits carry the same app id): see ``refused_by_newer``.
+    """
+    if _fence is None:
+        return {}
+    from deltalake import CommitProperties, Transaction
+
+    app_id = APP_ID_PREFIX + _fence.scope
+    if table is not None:
+        _refuse_if_newer(table.transaction_version(app_id), table)
+    txn = Transaction(app_id, _fence.rank, last_updated=int(time.time() * 1000))
+    return {"commit_properties": CommitProperties(app_transactions=[txn])}
+
+
+def refused_by_newer(table: Any) -> None:
+    """After a commit of this attempt failed on a concurrent transaction: ``StaleAttempt`` when
+    ``table`` (reloaded) holds a newer attempt's commit of the task instance; else nothing (the
+    caller re-raises: an older attempt won the race, the task fails and its retry ranks higher)."""
+    if _fence is not None:
+        _refuse_if_newer(table.transaction_version(APP_ID_PREFIX + _fence.scope), table)
+
+
+def _refuse_if_newer(recorded: int | None, table: Any) -> None:
+    assert _fence is not None
+    if recorded is not None and recorded > _fence.rank:
+        raise StaleAttempt(
+            f"{_fence.scope}: {table.table_uri} holds a commit of a newer attempt (rank {recorded}, this "
+            f"try {_fence.try_number} is rank {_fence.rank}); nothing more is committed by this one")
+
+
+def claimed() -> str | None:
+    """The task instance this process's attempt has claimed, if any."""
+    return None if _fence is None else _fence.scope

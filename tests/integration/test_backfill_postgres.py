@@ -147,6 +147,13 @@ def _retried_to_success(cluster: Standalone, run: str, box: Path, lake, timeout_
     (ti,) = cluster.task_instances("fragile", run)
     assert state == "success" and ti["try_number"] == 2, (state, ti)
     assert storage.read(lake, "silver", "fragile")["v"].to_list() == [f"{run} try 2"]
+    # try 2's commit carries it as the task instance's application transaction (the table-level fence)
+    from deltalake import DeltaTable
+
+    started = cluster.api("GET", f"dags/fragile/dagRuns/{run}")["start_date"]
+    app_id = f"{storage.fencing.APP_ID_PREFIX}fragile.{ti['task_id']}.{run}.-1"
+    assert DeltaTable(str(storage.table_dir(lake, "silver", "fragile"))).transaction_version(app_id) == \
+        storage.fencing.attempt_rank(2, started), (app_id, started)
 
 
 def _dead_worker_is_retried_and_its_zombie_publishes_nothing(cluster: Standalone, box: Path, lake) -> None:

@@ -3,9 +3,11 @@ still lives (frozen, cut off from the scheduler) can publish nothing more."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import polars as pl
 import pytest
@@ -67,3 +69,89 @@ def test_without_a_claim_nothing_is_fenced(tmp_path):
     lake = tmp_path / "lake"
     storage.publish(pl.DataFrame({"v": [1]}), lake, "silver", "orders")
     assert storage.read(lake, "silver", "orders")["v"].to_list() == [1]
+
+
+# -- the same fence at the table itself: Delta application transactions ----------------------
+# Where the claim document's lock is not shared (hosts writing one object-store lake without a
+# shared LAKEHOUSE_LOCK_DIR), an attempt can read its claim as still its own just before a retry
+# claims and commits. The table then refuses it: every commit carries the attempt's rank as an
+# application transaction of the task instance. ``fencing.fenced`` (the claim-document check) is
+# replaced below by what such a host sees: nothing, or the retry committing at that moment.
+
+def _retry_commits(lake) -> None:
+    _in_another_process(lake, f"""
+        storage.claim_attempt(lake, {SCOPE!r}, 2, "2026-11-02T06:00:00+00:00")
+        storage.publish(pl.DataFrame({{"v": ["try 2"]}}), lake, "silver", "orders")
+    """)
+
+
+def _app_version(lake) -> int | None:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(storage.table_dir(lake, "silver", "orders"))).transaction_version(
+        storage.fencing.APP_ID_PREFIX + SCOPE)
+
+
+def test_a_table_refuses_an_attempt_older_than_one_that_committed_there(tmp_path, monkeypatch):
+    lake = tmp_path / "lake"
+    storage.claim_attempt(lake, SCOPE, 1, "2026-11-02T06:00:00+00:00")
+    storage.publish(pl.DataFrame({"v": ["try 1, first"]}), lake, "silver", "orders")
+    storage.publish(pl.DataFrame({"v": ["try 1, second"]}), lake, "silver", "orders")  # its own: fine
+    assert _app_version(lake) == storage.fencing.attempt_rank(1, "2026-11-02T06:00:00+00:00")
+    _retry_commits(lake)
+    assert _app_version(lake) == storage.fencing.attempt_rank(2, "2026-11-02T06:00:00+00:00")
+    monkeypatch.setattr(storage.fencing, "fenced", contextlib.nullcontext)  # the claim check raced
+    with pytest.raises(storage.StaleAttempt, match="newer attempt"):
+        storage.publish(pl.DataFrame({"v": ["try 1, late"]}), lake, "silver", "orders")
+    with pytest.raises(storage.StaleAttempt, match="newer attempt"):
+        storage.publish_partitioned(pl.LazyFrame({"d": ["2026-11-01"], "v": [1]}), lake, "silver", "orders", "d")
+    assert storage.read(lake, "silver", "orders")["v"].to_list() == ["try 2"]
+
+
+def test_a_retry_committing_between_a_zombies_read_and_its_commit_wins(tmp_path, monkeypatch):
+    """The race itself: try 1 opened the table, then try 2 committed, then try 1 commits on what
+    it read. Delta's conflict checker sees both commits carry the task instance's app id."""
+    lake = tmp_path / "lake"
+    storage.claim_attempt(lake, SCOPE, 1, "2026-11-02T06:00:00+00:00")
+    storage.publish(pl.DataFrame({"v": ["try 1, first"]}), lake, "silver", "orders")
+
+    @contextlib.contextmanager
+    def retry_commits_meanwhile():
+        _retry_commits(lake)  # after try 1 opened the table (``delta._write``), before it commits
+        yield
+
+    monkeypatch.setattr(storage.fencing, "fenced", retry_commits_meanwhile)
+    with pytest.raises(storage.StaleAttempt, match="newer attempt"):
+        storage.publish(pl.DataFrame({"v": ["try 1, late"]}), lake, "silver", "orders")
+    assert storage.read(lake, "silver", "orders")["v"].to_list() == ["try 2"]
+
+
+def test_attempts_rank_by_run_start_then_try():
+    rank = storage.fencing.attempt_rank
+    # a retry outranks its try; a cleared and rerun DAG run (started later) outranks every try
+    # of the run before, whatever its try number (Airflow counts on; a new metadata DB restarts)
+    assert rank(1, "2026-11-02 06:00:00+00:00") < rank(2, "2026-11-02T06:00:00Z") < rank(1, "2026-11-03T06:00:00Z")
+    assert rank(3, "") == 3 and rank(3, "not a time") == 3
+
+
+def test_application_transactions_expire_with_the_tables_retention(tmp_path, monkeypatch):
+    """A transaction per task instance and table would grow every log and checkpoint by one a
+    day: the tables keep them for ``TXN_RETENTION`` (30 days); Delta drops older ones."""
+    from deltalake import DeltaTable
+
+    lake = tmp_path / "lake"
+    storage.publish(pl.DataFrame({"v": ["created outside Airflow"]}), lake, "silver", "orders")
+    table = DeltaTable(str(storage.table_dir(lake, "silver", "orders")))
+    assert table.metadata().configuration["delta.setTransactionRetentionDuration"] == "interval 30 days"
+    now = time.time()
+    monkeypatch.setattr(storage.fencing.time, "time", lambda: now - 31 * 86400)
+    storage.claim_attempt(lake, SCOPE, 1, "")
+    storage.publish(pl.DataFrame({"v": ["31 days ago"]}), lake, "silver", "orders")
+    monkeypatch.setattr(storage.fencing.time, "time", lambda: now)
+    storage.release_attempt()
+    storage.claim_attempt(lake, SCOPE + ".today", 1, "")
+    storage.publish(pl.DataFrame({"v": ["today"]}), lake, "silver", "orders")
+    table.update_incremental()
+    prefix = storage.fencing.APP_ID_PREFIX
+    assert table.transaction_version(prefix + SCOPE) is None  # expired: not in the snapshot
+    assert table.transaction_version(prefix + SCOPE + ".today") == 1
