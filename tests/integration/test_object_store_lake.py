@@ -223,3 +223,40 @@ def test_delta_vacuum_on_s3_deletes_removed_files_and_counts_each_once(s3_endpoi
     assert not any(fs.exists(f) for f in first)
     assert delta.vacuum(where, 0, full=False) == [] and delta.vacuum(where, 0) == []
     assert delta.scan(where).collect()["v"].to_list() == [2]
+
+
+def test_two_hosts_attempts_of_one_task_are_fenced_by_the_table(s3_endpoint, tmp_path, monkeypatch):
+    """Two workers on different hosts share the S3 lake but not a lock directory (no shared
+    ``LAKEHOUSE_LOCK_DIR``): the claim document's check can race. Try 2 (the other host, its
+    own lock directory) claims and commits right after try 1 opened the table and before try 1
+    commits: S3's conditional put and Delta's conflict checker refuse try 1 (ADR 0016)."""
+    import contextlib
+    import textwrap
+
+    from lakehouse.storage import fencing
+
+    lake = f"s3://{BUCKET}/fence"
+    scope, started = "retail_daily.build_gold.scheduled__2026-11-01.-1", "2026-11-02T06:00:00+00:00"
+    monkeypatch.setenv("LAKEHOUSE_LOCK_DIR", str(tmp_path / "host-1-locks"))
+    storage.claim_attempt(lake, scope, 1, started)
+    try:
+        storage.publish(pl.DataFrame({"v": ["try 1"]}), lake, "gold", "sales")
+
+        @contextlib.contextmanager
+        def try_2_commits_on_the_other_host():
+            script = textwrap.dedent(f"""
+                import polars as pl
+                from lakehouse import storage
+                storage.claim_attempt({lake!r}, {scope!r}, 2, {started!r})
+                storage.publish(pl.DataFrame({{"v": ["try 2"]}}), {lake!r}, "gold", "sales")
+            """)
+            subprocess.run([sys.executable, "-c", script], check=True,
+                           env={**os.environ, "LAKEHOUSE_LOCK_DIR": str(tmp_path / "host-2-locks")})
+            yield
+
+        monkeypatch.setattr(fencing, "fenced", try_2_commits_on_the_other_host)
+        with pytest.raises(storage.StaleAttempt, match="newer attempt"):
+            storage.publish(pl.DataFrame({"v": ["try 1, late"]}), lake, "gold", "sales")
+    finally:
+        storage.release_attempt()
+    assert storage.read(lake, "gold", "sales")["v"].to_list() == ["try 2"]
