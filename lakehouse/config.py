@@ -448,6 +448,10 @@ class DomainConfig(Model):
     freshness: list[Freshness] = Field(
         [], description="tables checked after each run; a stale one alerts (non-blocking)")
     quality: QualityConfig = QualityConfig()
+    task_timeout_minutes: float = Field(
+        120, gt=0, description="a task running longer fails (Airflow's execution_timeout); one stuck in "
+                               "native code is ended a little later with its threads' stacks logged "
+                               "(lakehouse.watchdog), so it is retried and alerts instead of hanging")
 
     _zone = field_validator("timezone")(classmethod(lambda cls, v: _time_zone(v)))
 

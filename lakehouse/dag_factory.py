@@ -172,8 +172,11 @@ def _add_tasks(steps: list, cfg, config_dir: str, run_date_of=None) -> dict:
     nodes = {}
     for step in steps:
         for item in step.items(cfg):
+            # a task stuck in Python fails at the domain's limit; one stuck in native code is
+            # ended a little later by the step's hard limit (``Step.call``, lakehouse.watchdog)
             options: dict = {"task_id": step.task_id(item), "trigger_rule": step.trigger_rule,
-                             "doc_md": step.doc or None}
+                             "doc_md": step.doc or None,
+                             "execution_timeout": timedelta(minutes=cfg.task_timeout_minutes)}
             if step.retries is not None:
                 options["retries"] = step.retries
             if step.outlets:

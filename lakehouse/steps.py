@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
-from lakehouse import memory, tasks
+from lakehouse import memory, tasks, watchdog
 from lakehouse.config import DomainConfig
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,10 @@ class Step:
         return self.name if item is None else f"{self.name}_{item}"
 
     def call(self, ctx: RunContext, item: str | None) -> Any:
-        return self.action(ctx) if item is None else self.action(ctx, item)
+        """Run the action, under the domain's hard time limit (``lakehouse.watchdog``)."""
+        limit = watchdog.hard_limit_s(ctx.cfg.task_timeout_minutes * 60)
+        with watchdog.hard_limit(limit, self.task_id(item)):
+            return self.action(ctx) if item is None else self.action(ctx, item)
 
 
 def select(steps: Iterable[Step], cfg: DomainConfig, names: Iterable[str] | None = None) -> list[Step]:

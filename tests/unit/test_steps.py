@@ -42,6 +42,8 @@ def test_the_airflow_dag_is_the_declared_list(domain):
         for i in s.items(cfg):
             task = dag.get_task(s.task_id(i))
             assert task.trigger_rule == s.trigger_rule
+            # a task stuck in Python fails at the domain's limit (lakehouse.watchdog for native code)
+            assert task.execution_timeout.total_seconds() == cfg.task_timeout_minutes * 60
             if s.retries is not None:
                 assert task.retries == s.retries
 
